@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The CLI is TypeScript run through tsx's loader, so `npx supportbot` works right after `npm ci`
+// with no build step.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../bot/cli/main.ts');
+process.exitCode = await main(process.argv);

@@ -1,0 +1,162 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { SupportbotError } from './errors.ts';
+
+/** The project root (where package.json lives), so defaults work from any working directory. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Markdown dialects a folder source understands; see `sync/dialects/`. */
+export const DIALECTS = ['markdown', 'zendesk', 'zulip', 'docusaurus'] as const;
+
+const folderSource = z
+  .object({
+    type: z.literal('folder'),
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'letters, digits, - and _ only'),
+    path: z.string().min(1),
+    dialect: z.enum(DIALECTS).default('markdown'),
+    /**
+     * Citation URL; `{id}` is the article id, `{slug}` the file path without extension,
+     * `{path}` the file path. No template: citations carry the source path only.
+     */
+    urlTemplate: z.string().optional(),
+    locale: z.string().default('en'),
+    include: z.array(z.string()).default(['**/*.md', '**/*.mdx', '**/*.html', '**/*.htm']),
+    exclude: z.array(z.string()).default([]),
+    /** Cron expression for scheduled sync (used by `serve`); none means manual only. */
+    schedule: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    dataDir: z.string().default('./data'),
+    sources: z.array(z.discriminatedUnion('type', [folderSource])).default([]),
+    chunking: z
+      .object({
+        maxTokens: z.number().int().min(32).max(8192).default(300),
+        overlapTokens: z.number().int().min(0).max(1024).default(30),
+      })
+      .strict()
+      .default({ maxTokens: 300, overlapTokens: 30 }),
+    retrieval: z
+      .object({
+        /** Chunks handed to the generator. */
+        topK: z.number().int().min(1).max(50).default(5),
+      })
+      .strict()
+      .default({ topK: 5 }),
+    answer: z
+      .object({
+        /** Abstain below this confidence (0..1); calibrated in `test/retrieval.test.ts`. */
+        abstainThreshold: z.number().min(0).max(1).default(0.35),
+        /** Longest extractive answer, in characters. */
+        maxAnswerChars: z.number().int().min(200).max(4000).default(900),
+      })
+      .strict()
+      .default({ abstainThreshold: 0.35, maxAnswerChars: 900 }),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn') })
+      .strict()
+      .default({ level: 'warn' }),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type SourceConfig = Config['sources'][number];
+
+/** The example help center shipped in `examples/`, used when no source is configured. */
+export const DEFAULT_SOURCE: z.input<typeof folderSource> = {
+  type: 'folder',
+  name: 'examples',
+  path: path.join(PACKAGE_ROOT, 'examples', 'helpcenter'),
+  dialect: 'markdown',
+  urlTemplate: 'https://help.ledgerly.example/articles/{slug}',
+  locale: 'en',
+};
+
+/** Environment variables and the config key each one sets. Numbers are parsed as numbers. */
+const ENV_KEYS: Record<string, string[]> = {
+  DATA_DIR: ['dataDir'],
+  LOG_LEVEL: ['log', 'level'],
+  CHUNK_MAX_TOKENS: ['chunking', 'maxTokens'],
+  CHUNK_OVERLAP_TOKENS: ['chunking', 'overlapTokens'],
+  RETRIEVAL_TOP_K: ['retrieval', 'topK'],
+  ABSTAIN_THRESHOLD: ['answer', 'abstainThreshold'],
+};
+
+const CONFIG_FILES = ['supportbot.config.yaml', 'supportbot.config.yml', 'supportbot.config.json'];
+
+export interface LoadConfigOptions {
+  /** Explicit config file; else `SUPPORTBOT_CONFIG`, else the first of `supportbot.config.{yaml,yml,json}` in `cwd`. */
+  file?: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Loads the configuration: defaults < config file < environment variables, validated by
+ * `configSchema`. Relative paths in the file are resolved against the file's folder; `dataDir`
+ * from the environment against `cwd`.
+ *
+ * @throws SupportbotError `config-invalid` with a one-line message naming the key, or
+ *   `config-unreadable` when the file cannot be read or parsed.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Config & { configFile: string | null } {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const explicit = options.file ?? env.SUPPORTBOT_CONFIG;
+  const file = explicit
+    ? path.resolve(cwd, explicit)
+    : (CONFIG_FILES.map((f) => path.join(cwd, f)).find((f) => existsSync(f)) ?? null);
+
+  let raw: Record<string, unknown> = {};
+  const baseDir = file ? path.dirname(file) : cwd;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new SupportbotError('config-unreadable', `cannot read config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      const parsed = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+      raw = parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
+    } catch (err) {
+      throw new SupportbotError('config-unreadable', `cannot parse ${file}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  for (const [name, keyPath] of Object.entries(ENV_KEYS)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, keyPath, /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value);
+  }
+
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = issue?.path.length ? issue.path.join('.') : '(root)';
+    throw new SupportbotError(
+      'config-invalid',
+      `invalid config at ${key}: ${issue?.message ?? 'invalid'}${file ? ` (in ${file})` : ''}`,
+    );
+  }
+  const config = result.data;
+  if (config.sources.length === 0) config.sources = [folderSource.parse(DEFAULT_SOURCE)];
+  config.dataDir = path.resolve(env.DATA_DIR ? cwd : baseDir, config.dataDir);
+  for (const source of config.sources) source.path = path.resolve(baseDir, source.path);
+  return { ...config, configFile: file };
+}
+
+function setPath(target: Record<string, unknown>, keyPath: string[], value: unknown): void {
+  let node = target;
+  for (const key of keyPath.slice(0, -1)) {
+    const next = node[key];
+    if (!next || typeof next !== 'object') node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keyPath[keyPath.length - 1] as string] = value;
+}

@@ -1,0 +1,29 @@
+import type { Article } from '../core/types.ts';
+
+/** A file or page a source could not turn into an article; reported, skipped, never fatal. */
+export interface SourceItemError {
+  /** Path relative to the source root (or URL) of what failed. */
+  sourcePath: string;
+  /** Stable machine code: `bad-front-matter`, `binary-file`, `invalid-utf8`, `parse-error`, `read-error`, `empty`. */
+  code: string;
+  /** One line for people. */
+  message: string;
+}
+
+export type SourceItem = { ok: true; article: Article } | { ok: false; error: SourceItemError };
+
+/**
+ * The source seam: where articles come from (a folder, Zendesk, a website…). A source yields
+ * every article it currently has; the sync engine works out what was added, changed and deleted.
+ *
+ * Errors: an item that fails is yielded as `{ ok: false }` and the sync goes on. When the source
+ * as a whole fails (folder missing, API down) `articles()` throws; the sync then deletes nothing
+ * from that source, since it cannot tell deleted from unreadable.
+ */
+export interface Source {
+  /** The configured name, also `Article.source`. */
+  readonly name: string;
+  /** `folder`, `zendesk`, `website`. */
+  readonly type: string;
+  articles(): AsyncIterable<SourceItem>;
+}
