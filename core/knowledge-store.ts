@@ -37,6 +37,13 @@ export interface KnowledgeStore {
    */
   search(query: string, options: SearchOptions): Promise<SearchHit[]>;
 
+  /**
+   * Optional: in how many chunks each term occurs, for IDF weights. Terms are given as
+   * `core/text.ts#contentTerms` makes them (lower-case, Porter-stemmed); `documents` is the
+   * number of chunks. Stores that cannot tell leave it out and callers weigh terms equally.
+   */
+  documentFrequencies?(terms: string[]): Promise<{ documents: number; df: Record<string, number> }>;
+
   /** Counts for `status`. */
   stats(): Promise<{ articles: number; chunks: number; sources: Record<string, number> }>;
 

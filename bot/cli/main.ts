@@ -1,0 +1,210 @@
+import { Command, CommanderError, Option } from 'commander';
+import { loadConfig } from '../../core/config.ts';
+import { SupportbotError } from '../../core/errors.ts';
+import type { AnswerResult, SearchHit } from '../../core/types.ts';
+import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
+import { runConsole } from '../console/console.ts';
+import { Runtime } from '../runtime.ts';
+import { formatAnswer } from '../console/format.ts';
+import { syncProgressReporter } from './progress.ts';
+
+interface GlobalOptions {
+  config?: string;
+  dataDir?: string;
+}
+
+/** Machine-readable `ask --json` shape; documented in the README ("CLI reference"). */
+export function answerJson(question: string, r: AnswerResult) {
+  return {
+    question,
+    answer: r.text,
+    citations: r.citations.map((c) => ({
+      n: c.n,
+      articleId: c.articleId,
+      source: c.source,
+      title: c.title,
+      url: c.url,
+      sourcePath: c.sourcePath,
+      chunkIds: c.chunkIds,
+    })),
+    abstained: r.abstained,
+    escalated: r.escalated,
+    escalationReason: r.escalationReason ?? null,
+    confidence: Number(r.confidence.toFixed(4)),
+    generator: r.generator,
+    latencyMs: Math.round(r.latencyMs * 10) / 10,
+    retrieved: r.retrieved.map(hitJson),
+  };
+}
+
+function hitJson(h: SearchHit) {
+  return {
+    rank: h.rank,
+    score: Number(h.score.toFixed(4)),
+    chunkId: h.chunk.id,
+    articleId: h.chunk.articleId,
+    source: h.chunk.source,
+    title: h.chunk.title,
+    url: h.chunk.url,
+    sourcePath: h.chunk.sourcePath,
+    headingPath: h.chunk.headingPath,
+    text: h.chunk.text,
+  };
+}
+
+/**
+ * Runs the `supportbot` CLI with `argv` (as `process.argv`) and resolves to the exit code:
+ * 0 success, 1 an error reported in one line on stderr, 2 a usage error.
+ */
+export async function main(argv: string[]): Promise<number> {
+  let runtime: Runtime | null = null;
+  const open = (opts: GlobalOptions): Runtime => {
+    const env = { ...process.env };
+    if (opts.dataDir) env.DATA_DIR = opts.dataDir;
+    runtime = new Runtime(loadConfig({ file: opts.config, env }));
+    return runtime;
+  };
+  /** First run: an empty store is filled from the configured sources before answering. */
+  const ensureSynced = async (rt: Runtime) => {
+    if (!(await rt.isEmpty())) return;
+    process.stderr.write('The knowledge store is empty: syncing the configured sources first.\n');
+    printSummaries(await rt.sync([], { onProgress: syncProgressReporter() }));
+  };
+
+  const program = new Command('supportbot')
+    .description('Answers support questions from your help center, with citations.')
+    .option('-c, --config <file>', 'config file (default: ./supportbot.config.{yaml,json} or $SUPPORTBOT_CONFIG)')
+    .option('-d, --data-dir <dir>', 'data directory (default: ./data or $DATA_DIR)')
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = () => program.opts<GlobalOptions>();
+
+  program
+    .command('sync')
+    .description('sync help-center sources into the knowledge store (incremental)')
+    .argument('[sources...]', 'source names (default: all configured)')
+    .option('--force', 're-chunk every article even when unchanged')
+    .option('--json', 'print the summaries as JSON')
+    .action(async (names: string[], opts: { force?: boolean; json?: boolean }) => {
+      const rt = open(globals());
+      const summaries = await rt.sync(names, { force: opts.force, onProgress: syncProgressReporter() });
+      if (opts.json) process.stdout.write(`${JSON.stringify(summaries, null, 2)}\n`);
+      else printSummaries(summaries);
+      if (summaries.some((s) => s.sourceError)) process.exitCode = 1;
+    });
+
+  program
+    .command('search')
+    .description('search the knowledge store (BM25) and print the top chunks')
+    .argument('<query...>', 'search text')
+    .addOption(new Option('-k, --top-k <n>', 'number of results').default(5).argParser(positiveInt))
+    .option('--source <name...>', 'only these sources')
+    .option('--json', 'machine-readable output')
+    .action(async (words: string[], opts: { topK: number; source?: string[]; json?: boolean }) => {
+      const rt = open(globals());
+      await ensureSynced(rt);
+      const query = words.join(' ');
+      const hits = await rt.knowledge.search(query, { k: opts.topK, filter: { sources: opts.source } });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ query, hits: hits.map(hitJson) }, null, 2)}\n`);
+        return;
+      }
+      if (hits.length === 0) process.stdout.write('No results.\n');
+      for (const h of hits) {
+        const where = [h.chunk.title, ...h.chunk.headingPath].join(' › ');
+        const snippet = h.chunk.text.replace(/\s+/g, ' ').slice(0, 160);
+        process.stdout.write(`${h.rank}. ${where}  (${h.score.toFixed(2)})\n   ${h.chunk.url ?? h.chunk.sourcePath}\n   ${snippet}\n`);
+      }
+    });
+
+  program
+    .command('ask')
+    .description('answer one question with citations')
+    .argument('<question...>', 'the question')
+    .option('--json', 'machine-readable output')
+    .action(async (words: string[], opts: { json?: boolean }) => {
+      const rt = open(globals());
+      await ensureSynced(rt);
+      const question = words.join(' ');
+      const result = await rt.ask(question);
+      if (opts.json) process.stdout.write(`${JSON.stringify(answerJson(question, result), null, 2)}\n`);
+      else process.stdout.write(`${formatAnswer(result)}\n`);
+    });
+
+  const consoleCommand = async () => {
+    const rt = open(globals());
+    await ensureSynced(rt);
+    await runConsole(rt, { input: process.stdin, output: process.stdout });
+  };
+  program.command('chat').description('console chat: questions on stdin, +1/-1 rates the last answer').action(consoleCommand);
+  program
+    .command('serve')
+    .description('run the bot (the console chat until Slack/Discord credentials are configured)')
+    .action(async () => {
+      process.stderr.write('No Slack or Discord credentials set: serving the console chat.\n');
+      await consoleCommand();
+    });
+
+  program
+    .command('status')
+    .description('show the configuration in use and what the stores hold')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }) => {
+      const rt = open(globals());
+      const stats = await rt.knowledge.stats();
+      const status = {
+        configFile: rt.config.configFile ?? null,
+        dataDir: rt.config.dataDir,
+        knowledgeStore: rt.knowledge.id,
+        retrieval: 'BM25 (SQLite FTS5); no embedding model configured',
+        generator: 'extractive (no LLM)',
+        tokenizer: rt.tokenizer.id,
+        sources: rt.config.sources.map((s) => ({ name: s.name, type: s.type, path: s.path, dialect: s.dialect, articles: stats.sources[s.name] ?? 0 })),
+        articles: stats.articles,
+        chunks: stats.chunks,
+      };
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `config:     ${status.configFile ?? '(none: embedded defaults)'}`,
+        `data dir:   ${status.dataDir}`,
+        `store:      ${status.knowledgeStore}`,
+        `retrieval:  ${status.retrieval}`,
+        `generator:  ${status.generator}`,
+        `indexed:    ${status.articles} articles, ${status.chunks} chunks`,
+        ...status.sources.map((s) => `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.path}: ${s.articles} articles`),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const message = err instanceof SupportbotError ? err.message : (err as Error).message;
+    process.stderr.write(`error: ${message}\n`);
+    (runtime as Runtime | null)?.log.debug({ err }, 'command failed');
+    return 1;
+  } finally {
+    await (runtime as Runtime | null)?.close();
+  }
+}
+
+function printSummaries(summaries: SyncSummary[]): void {
+  for (const s of summaries) {
+    process.stderr.write(`${formatSyncSummary(s)}\n`);
+    for (const e of s.errors.slice(0, 20)) process.stderr.write(`  skipped ${e.sourcePath}: ${e.message}\n`);
+    if (s.errors.length > 20) process.stderr.write(`  … and ${s.errors.length - 20} more skipped files\n`);
+  }
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 100) throw new SupportbotError('usage', `expected a whole number from 1 to 100, got ${value}`);
+  return n;
+}

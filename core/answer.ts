@@ -1,0 +1,153 @@
+import { wantsHuman } from './escalation.ts';
+import type { Generator } from './generator.ts';
+import { ExtractiveGenerator } from './generators/extractive.ts';
+import type { KnowledgeStore } from './knowledge-store.ts';
+import { contentTerms, termSet } from './text.ts';
+import type { AnswerResult, Citation, SearchFilter, SearchHit, Turn } from './types.ts';
+
+export interface AnswerOptions {
+  store: KnowledgeStore;
+  /** Defaults to the extractive generator. */
+  generator?: Generator;
+  /** Chunks retrieved and offered to the generator (top-k). */
+  topK: number;
+  /** Abstain when `confidence` is below this (0..1). */
+  abstainThreshold: number;
+  /** Longest reply, in characters. */
+  maxAnswerChars: number;
+  filter?: SearchFilter;
+  /** Earlier turns of the thread, oldest first. */
+  history?: Turn[];
+  signal?: AbortSignal;
+}
+
+export const ABSTAIN_TEXT =
+  "I couldn't find this in the help center, so I'd rather not guess. Would you like me to bring in someone from the support team?";
+export const ESCALATE_TEXT = "I'll bring in someone from the support team to help you with this.";
+
+/**
+ * Retrieval confidence in 0..1: the IDF-weighted share of the question's topic terms that the
+ * best of the top three hits contains (title, heading path and text), where IDF is
+ * `ln(1 + N / df)` over the store's chunks when the store reports document frequencies, else 1
+ * for every term. A question whose rare words appear nowhere in what was found scores low even
+ * when its common words match, which is what separates "not in the help center" from "found".
+ */
+export async function retrievalConfidence(
+  store: KnowledgeStore,
+  question: string,
+  hits: SearchHit[],
+): Promise<number> {
+  const terms = contentTerms(question);
+  if (terms.length === 0 || hits.length === 0) return 0;
+  const stats = store.documentFrequencies ? await store.documentFrequencies(terms) : null;
+  const weight = (t: string) => (stats ? Math.log(1 + stats.documents / Math.max(stats.df[t] ?? 0, 0.5)) : 1);
+  const total = terms.reduce((s, t) => s + weight(t), 0);
+  let best = 0;
+  for (const hit of hits.slice(0, 3)) {
+    const present = termSet(`${hit.chunk.title} ${hit.chunk.headingPath.join(' ')} ${hit.chunk.text}`);
+    const covered = terms.reduce((s, t) => s + (present.has(t) ? weight(t) : 0), 0);
+    best = Math.max(best, covered / total);
+  }
+  return best;
+}
+
+/**
+ * The search query for a question in a thread: a short follow-up ("and on mobile?") borrows the
+ * previous user question so retrieval keeps the topic.
+ */
+export function retrievalQuery(question: string, history: Turn[] = []): string {
+  const lastUser = [...history].reverse().find((t) => t.role === 'user');
+  if (!lastUser || contentTerms(question).length >= 4) return question;
+  return `${lastUser.text}\n${question}`;
+}
+
+/**
+ * Answers one question from the knowledge store: retrieve top-k → confidence → generate →
+ * article-level citations. Abstains (with an offer of a human) below `abstainThreshold`;
+ * escalates when the asker asks for a human or the generator ends with `ESCALATE:`.
+ * Citation numbers in `text` are renumbered so `[n]` is `citations[n-1]`, one per article.
+ *
+ * @throws whatever the store throws (a down store is an error the caller reports); a failing
+ *   generator falls back to the extractive one and the reply says so.
+ */
+export async function answer(question: string, options: AnswerOptions): Promise<AnswerResult> {
+  const started = performance.now();
+  const history = options.history ?? [];
+  const query = retrievalQuery(question, history);
+  const retrieved = await options.store.search(query, { k: options.topK, filter: options.filter });
+  const confidence = await retrievalConfidence(options.store, query, retrieved);
+  const generator = options.generator ?? new ExtractiveGenerator();
+  const base = { retrieved, confidence, generator: generator.id };
+  const done = (r: Omit<AnswerResult, 'latencyMs' | 'retrieved' | 'confidence' | 'generator'>): AnswerResult => ({
+    ...base,
+    ...r,
+    latencyMs: performance.now() - started,
+  });
+
+  if (wantsHuman(question)) {
+    return done({ text: ESCALATE_TEXT, citations: [], abstained: false, escalated: true, escalationReason: 'asker asked for a human' });
+  }
+  if (confidence < options.abstainThreshold || retrieved.length === 0) {
+    return done({ text: ABSTAIN_TEXT, citations: [], abstained: true, escalated: false });
+  }
+
+  const request = { question, history, contexts: retrieved, maxChars: options.maxAnswerChars, signal: options.signal };
+  let generated: Awaited<ReturnType<Generator['generate']>>;
+  let notice = '';
+  try {
+    generated = await generator.generate(request);
+  } catch (err) {
+    if (generator.id === 'extractive') throw err;
+    generated = await new ExtractiveGenerator().generate(request);
+    base.generator = `extractive (fallback: ${generator.id} failed: ${(err as Error).message})`;
+    notice = '_The language model is unavailable, so here are the most relevant passages instead._\n\n';
+  }
+  if (generated.escalate) {
+    return done({
+      text: generated.text || ESCALATE_TEXT,
+      citations: [],
+      abstained: false,
+      escalated: true,
+      escalationReason: generated.escalate.reason,
+    });
+  }
+  if (generated.abstain || !generated.text.trim()) {
+    return done({ text: ABSTAIN_TEXT, citations: [], abstained: true, escalated: false });
+  }
+  const { text, citations } = citeArticles(generated.text, retrieved);
+  return done({ text: notice + text, citations, abstained: false, escalated: false });
+}
+
+/**
+ * Rewrites context-number markers `[i]` (1-based into `contexts`) into article citations:
+ * chunks of one article share one number, numbered by first appearance in the text. Markers
+ * pointing at a context that was not supplied are removed, so an answer never cites what the
+ * generator was not given.
+ */
+export function citeArticles(text: string, contexts: SearchHit[]): { text: string; citations: Citation[] } {
+  const citations: Citation[] = [];
+  const byArticle = new Map<string, Citation>();
+  const rewritten = text.replace(/\[(\d{1,3})\](?!\()/g, (_m, digits: string) => {
+    const hit = contexts[Number(digits) - 1];
+    if (!hit) return '';
+    const c = hit.chunk;
+    const key = `${c.source}\u0000${c.articleId}`;
+    let citation = byArticle.get(key);
+    if (!citation) {
+      citation = {
+        n: citations.length + 1,
+        articleId: c.articleId,
+        source: c.source,
+        title: c.title,
+        url: c.url,
+        sourcePath: c.sourcePath,
+        chunkIds: [],
+      };
+      byArticle.set(key, citation);
+      citations.push(citation);
+    }
+    if (!citation.chunkIds.includes(c.id)) citation.chunkIds.push(c.id);
+    return `[${citation.n}]`;
+  });
+  return { text: rewritten, citations };
+}

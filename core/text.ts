@@ -1,0 +1,41 @@
+import { stemmer } from 'stemmer';
+import { eng } from 'stopword';
+
+/**
+ * Words that carry no topic in a support question: the usual English stop words plus the
+ * question scaffolding people type into chat ("how do I…", "can you…", "please").
+ */
+const STOP = new Set([
+  ...eng,
+  ...['how', 'can', 'could', 'would', 'should', 'do', 'does', 'did', 'i', 'im', "i'm", 'my', 'me', 'we', 'our'],
+  ...['you', 'your', 'please', 'hi', 'hello', 'hey', 'thanks', 'thank', 'want', 'need', 'way', 'get', 'use'],
+  ...['is', 'are', 'there', 'what', 'which', 'when', 'where', 'why', 'who', 'anyone', 'know', 'tell'],
+]);
+
+const WORDS = new Intl.Segmenter('en', { granularity: 'word' });
+
+/** Lower-cased word tokens of `text` (Unicode word segmentation, UAX #29), punctuation dropped. */
+export function words(text: string): string[] {
+  const out: string[] = [];
+  for (const seg of WORDS.segment(text.toLowerCase())) if (seg.isWordLike) out.push(seg.segment);
+  return out;
+}
+
+/**
+ * Topic terms of `text`: words minus stop words, Porter-stemmed (M. F. Porter, "An algorithm for
+ * suffix stripping", 1980 — the same family as SQLite FTS5's `porter` tokenizer), de-duplicated
+ * in first-seen order. Non-Latin words pass through unstemmed.
+ */
+export function contentTerms(text: string): string[] {
+  const seen = new Set<string>();
+  for (const w of words(text)) {
+    if (STOP.has(w) || (w.length < 2 && !/[^\x00-\x7f]/.test(w))) continue;
+    seen.add(/^[a-z]+$/.test(w) ? stemmer(w) : w);
+  }
+  return [...seen];
+}
+
+/** `contentTerms` as a set, for overlap tests. */
+export function termSet(text: string): Set<string> {
+  return new Set(contentTerms(text));
+}
