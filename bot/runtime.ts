@@ -24,7 +24,7 @@ export class Runtime {
   readonly tokenizer: Tokenizer = cl100kTokenizer;
   readonly log: Logger;
 
-  constructor(readonly config: Config) {
+  constructor(readonly config: Config & { configFile?: string | null }) {
     this.log = pino({ level: config.log.level, base: undefined }, pino.destination(2));
     const file = path.join(config.dataDir, 'supportbot.sqlite');
     this.knowledge = SqliteKnowledgeStore.open(file);

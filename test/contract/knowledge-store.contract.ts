@@ -1,0 +1,431 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { KnowledgeStore } from '../../core/knowledge-store.ts';
+import type { Article, Chunk, SearchHit } from '../../core/types.ts';
+
+/** An article with sensible defaults; `id` and `source` are what tests usually vary. */
+export function makeArticle(overrides: Partial<Article> & { id: string }): Article {
+  return {
+    source: 'docs',
+    title: `Article ${overrides.id}`,
+    url: `https://help.example/articles/${overrides.id}`,
+    sourcePath: `${overrides.id}.md`,
+    body: '',
+    updatedAt: '2024-05-01T00:00:00.000Z',
+    tags: [],
+    accessGroups: [],
+    locale: 'en',
+    ...overrides,
+  };
+}
+
+/** Chunks of `article`, one per text, with deterministic ids and contiguous spans. */
+export function makeChunks(article: Article, texts: string[], headingPath: string[] = []): Chunk[] {
+  let offset = 0;
+  return texts.map((text, index) => {
+    const span = { start: offset, end: offset + text.length };
+    offset = span.end;
+    return {
+      id: `${article.source}:${article.id}#${index}`,
+      articleId: article.id,
+      source: article.source,
+      index,
+      headingPath,
+      text,
+      tokenCount: text.split(/\s+/).filter(Boolean).length,
+      span,
+    };
+  });
+}
+
+/** Upserts an article whose chunks are `texts`; returns the article. */
+async function put(
+  store: KnowledgeStore,
+  overrides: Partial<Article> & { id: string },
+  texts: string[],
+  hash = 'h1',
+): Promise<Article> {
+  const article = makeArticle(overrides);
+  await store.upsertArticle(article, makeChunks(article, texts), hash);
+  return article;
+}
+
+const ids = (hits: SearchHit[]) => hits.map((h) => h.chunk.id);
+const articleIds = (hits: SearchHit[]) => [...new Set(hits.map((h) => h.chunk.articleId))].sort();
+
+/** Inputs that must never make `search` throw; FTS/SQL syntax, odd Unicode, huge strings. */
+export const HOSTILE_QUERIES: readonly string[] = [
+  '"',
+  '""',
+  "'",
+  '*',
+  'AND',
+  'OR NOT AND',
+  'NEAR(',
+  'NEAR(refund invoice, 2)',
+  'refund AND OR NOT',
+  'title:refund',
+  '{title body}: refund',
+  '^refund*',
+  '(refund',
+  'refund)) OR ((',
+  '-refund +invoice',
+  "'; DROP TABLE chunks; --",
+  '\\',
+  '%_%',
+  '\u0000',
+  '\ud800 lone surrogate',
+  '🙂🔥💥',
+  'e\u0301\u0301\u0301',
+  '日本語',
+  'مرحبا بالعالم',
+  '\u200b\u200d\u2060',
+  'a'.repeat(10_000),
+  'refund '.repeat(1500),
+  Array.from({ length: 2000 }, (_, i) => `word${i}`).join(' '),
+];
+
+/**
+ * The behaviour every `KnowledgeStore` implementation must show. `makeStore` returns a new, empty
+ * store each time; the suite closes it after each test.
+ */
+export function describeKnowledgeStoreContract(name: string, makeStore: () => Promise<KnowledgeStore>): void {
+  describe(`KnowledgeStore contract: ${name}`, () => {
+    let store: KnowledgeStore;
+
+    beforeEach(async () => {
+      store = await makeStore();
+    });
+
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe('upsert and delete', () => {
+      it('stores chunks with their article fields and finds them', async () => {
+        const article = await put(
+          store,
+          {
+            id: 'billing/refunds',
+            title: 'Refunds',
+            url: 'https://help.example/refunds',
+            sourcePath: 'billing/refunds.md',
+            tags: ['billing'],
+            accessGroups: [],
+            locale: 'en',
+            updatedAt: '2024-06-01T12:00:00.000Z',
+          },
+          ['You can request a refund within 30 days of purchase.'],
+        );
+        const [hit] = await store.search('refund', { k: 5 });
+        expect(hit?.chunk).toEqual({
+          ...makeChunks(article, ['You can request a refund within 30 days of purchase.'])[0],
+          title: 'Refunds',
+          url: 'https://help.example/refunds',
+          sourcePath: 'billing/refunds.md',
+          tags: ['billing'],
+          accessGroups: [],
+          locale: 'en',
+          updatedAt: '2024-06-01T12:00:00.000Z',
+        });
+        expect(hit?.rank).toBe(1);
+      });
+
+      it('keeps headingPath, span, tokenCount and null url intact', async () => {
+        const article = makeArticle({ id: 'a', url: null });
+        const chunk: Chunk = {
+          id: 'docs:a#0',
+          articleId: 'a',
+          source: 'docs',
+          index: 0,
+          headingPath: ['Setup', 'Linux'],
+          text: 'Install the agent with apt.',
+          tokenCount: 7,
+          span: { start: 12, end: 40 },
+        };
+        await store.upsertArticle(article, [chunk], 'h');
+        const [hit] = await store.search('agent', { k: 1 });
+        expect(hit?.chunk).toMatchObject({ ...chunk, url: null });
+      });
+
+      it('re-upsert replaces all chunks: old chunks are gone, even with fewer chunks', async () => {
+        await put(store, { id: 'a' }, ['zebra one', 'zebra two', 'zebra three'], 'v1');
+        expect(await store.search('zebra', { k: 10 })).toHaveLength(3);
+
+        await put(store, { id: 'a' }, ['giraffe only'], 'v2');
+        expect(await store.search('zebra', { k: 10 })).toEqual([]);
+        expect(ids(await store.search('giraffe', { k: 10 }))).toEqual(['docs:a#0']);
+        expect(await store.stats()).toMatchObject({ articles: 1, chunks: 1 });
+        expect(await store.listArticleHashes('docs')).toEqual([
+          { articleId: 'a', sourcePath: 'a.md', contentHash: 'v2' },
+        ]);
+      });
+
+      it('re-upsert updates article fields (title) used by search', async () => {
+        await put(store, { id: 'a', title: 'Passwords' }, ['Text about accounts.']);
+        await put(store, { id: 'a', title: 'Invoices' }, ['Text about accounts.']);
+        const [hit] = await store.search('invoices', { k: 1 });
+        expect(hit?.chunk.title).toBe('Invoices');
+        expect(await store.search('passwords', { k: 1 })).toEqual([]);
+      });
+
+      it('upsert with no chunks keeps the article (for its hash) but nothing is searchable', async () => {
+        await put(store, { id: 'a' }, ['walrus'], 'v1');
+        await put(store, { id: 'a' }, [], 'v2');
+        expect(await store.search('walrus', { k: 5 })).toEqual([]);
+        expect(await store.listArticleHashes('docs')).toEqual([
+          { articleId: 'a', sourcePath: 'a.md', contentHash: 'v2' },
+        ]);
+      });
+
+      it('does not touch other articles, or the same id in another source', async () => {
+        await put(store, { id: 'a' }, ['otter a']);
+        await put(store, { id: 'b' }, ['otter b']);
+        await put(store, { id: 'a', source: 'other' }, ['otter other']);
+        await put(store, { id: 'a' }, ['beaver a']);
+        expect(ids(await store.search('otter', { k: 10 })).sort()).toEqual(['docs:b#0', 'other:a#0']);
+      });
+
+      it('deleteArticles removes articles and their chunks and counts only existing ones', async () => {
+        await put(store, { id: 'a' }, ['heron one', 'heron two']);
+        await put(store, { id: 'b' }, ['heron three']);
+        await put(store, { id: 'a', source: 'other' }, ['heron four']);
+
+        expect(await store.deleteArticles('docs', ['a', 'missing'])).toBe(1);
+        expect(ids(await store.search('heron', { k: 10 })).sort()).toEqual(['docs:b#0', 'other:a#0']);
+        expect(await store.deleteArticles('docs', ['a'])).toBe(0);
+        expect(await store.deleteArticles('docs', [])).toBe(0);
+        expect(await store.listArticleHashes('docs')).toEqual([
+          { articleId: 'b', sourcePath: 'b.md', contentHash: 'h1' },
+        ]);
+        expect(await store.stats()).toEqual({ articles: 2, chunks: 2, sources: { docs: 1, other: 1 } });
+      });
+
+      it('listArticleHashes lists one source, with source paths, and [] for an unknown source', async () => {
+        await put(store, { id: 'x/b', sourcePath: 'x/b.md' }, ['t'], 'hb');
+        await put(store, { id: 'x/a', sourcePath: 'x/a.mdx' }, ['t'], 'ha');
+        await put(store, { id: 'c', source: 'other' }, ['t'], 'hc');
+        const hashes = await store.listArticleHashes('docs');
+        expect([...hashes].sort((p, q) => p.articleId.localeCompare(q.articleId))).toEqual([
+          { articleId: 'x/a', sourcePath: 'x/a.mdx', contentHash: 'ha' },
+          { articleId: 'x/b', sourcePath: 'x/b.md', contentHash: 'hb' },
+        ]);
+        expect(await store.listArticleHashes('nope')).toEqual([]);
+      });
+
+      it('stats counts articles, chunks and articles per source', async () => {
+        expect(await store.stats()).toEqual({ articles: 0, chunks: 0, sources: {} });
+        await put(store, { id: 'a' }, ['one', 'two', 'three']);
+        await put(store, { id: 'b' }, ['four']);
+        await put(store, { id: 'c', source: 'zendesk' }, ['five', 'six']);
+        expect(await store.stats()).toEqual({ articles: 3, chunks: 6, sources: { docs: 2, zendesk: 1 } });
+      });
+    });
+
+    describe('ranking', () => {
+      beforeEach(async () => {
+        // Designed so that the order by relevance to "refund invoice" is unambiguous.
+        await put(store, { id: 'best', title: 'Refund an invoice' }, [
+          'To refund an invoice, open the invoice and choose Refund. A refunded invoice shows a credit note.',
+        ]);
+        await put(store, { id: 'partial', title: 'Billing overview' }, [
+          'Billing covers plans, payment methods, taxes and the occasional refund when something went wrong with a charge.',
+        ]);
+        await put(store, { id: 'unrelated', title: 'Reset your password' }, [
+          'Open the sign-in page, choose Forgot password and follow the link we send you by email.',
+        ]);
+      });
+
+      it('returns the most relevant chunk first, irrelevant ones not at all', async () => {
+        const hits = await store.search('How do I refund an invoice?', { k: 10 });
+        expect(hits.map((h) => h.chunk.articleId)).toEqual(['best', 'partial']);
+      });
+
+      it('ranks are 1..n and scores do not increase', async () => {
+        const hits = await store.search('refund invoice password', { k: 10 });
+        expect(hits.length).toBe(3);
+        expect(hits.map((h) => h.rank)).toEqual([1, 2, 3]);
+        for (let i = 1; i < hits.length; i++) {
+          expect(hits[i]?.score).toBeLessThanOrEqual(hits[i - 1]?.score ?? Number.NaN);
+        }
+      });
+
+      it('honours k', async () => {
+        expect(await store.search('refund invoice password', { k: 1 })).toHaveLength(1);
+        expect(await store.search('refund invoice password', { k: 2 })).toHaveLength(2);
+        expect(await store.search('refund', { k: 0 })).toEqual([]);
+      });
+
+      it('terms are ORed: an unknown word does not hide matches of the others', async () => {
+        const hits = await store.search('password xylophonic', { k: 5 });
+        expect(hits.map((h) => h.chunk.articleId)).toEqual(['unrelated']);
+      });
+
+      it('matches regardless of case and word form (refunded / refunds)', async () => {
+        expect(articleIds(await store.search('REFUNDS', { k: 5 }))).toEqual(['best', 'partial']);
+      });
+
+      it('searches the article title too', async () => {
+        await put(store, { id: 'titled', title: 'Quarantine mode' }, ['Body without the word.']);
+        expect(articleIds(await store.search('quarantine', { k: 5 }))).toEqual(['titled']);
+      });
+
+      it('returns [] for a query that matches nothing', async () => {
+        expect(await store.search('xylophonic zeppelin', { k: 5 })).toEqual([]);
+      });
+    });
+
+    describe('query input', () => {
+      beforeEach(async () => {
+        await put(store, { id: 'refunds', title: 'Refunds' }, ['Refund an invoice from the billing page.']);
+      });
+
+      it.each(['', '   ', '\n\t', '?!.,;:', '""', '()', '*', '🙂'])(
+        'empty or punctuation-only query %j returns []',
+        async (q) => {
+          expect(await store.search(q, { k: 5 })).toEqual([]);
+        },
+      );
+
+      it(`never throws on ${HOSTILE_QUERIES.length} hostile queries, and the store still works`, async () => {
+        for (const q of HOSTILE_QUERIES) {
+          const hits = await store.search(q, { k: 5 }).catch((err: unknown) => {
+            throw new Error(`search(${JSON.stringify(q.slice(0, 40))}) threw: ${(err as Error).message}`);
+          });
+          expect(Array.isArray(hits), JSON.stringify(q.slice(0, 40))).toBe(true);
+        }
+        expect(articleIds(await store.search('refund', { k: 5 }))).toEqual(['refunds']);
+        expect(await store.stats()).toMatchObject({ articles: 1, chunks: 1 });
+      });
+
+      it('operator words and syntax around real terms still find them', async () => {
+        for (const q of ['refund AND', 'NEAR(refund', '"refund', 'title:refund', 'refund*', '(invoice)']) {
+          expect(articleIds(await store.search(q, { k: 5 })), q).toEqual(['refunds']);
+        }
+      });
+
+      it('a very long query with a relevant word finds it', async () => {
+        const q = `refund ${'lorem ipsum dolor '.repeat(700)}`;
+        expect(q.length).toBeGreaterThan(10_000);
+        expect(articleIds(await store.search(q, { k: 5 }))).toEqual(['refunds']);
+      });
+    });
+
+    describe('unicode', () => {
+      it('finds accented, CJK, Cyrillic and emoji-bearing text', async () => {
+        await put(store, { id: 'fr', locale: 'fr', title: 'Café' }, ['Modifier la facture après l’envoi.']);
+        await put(store, { id: 'ja', locale: 'ja', title: 'パスワード' }, [
+          'パスワードを再設定する方法を説明します。',
+        ]);
+        await put(store, { id: 'zh', locale: 'zh', title: '退款' }, ['如何申请退款和发票']);
+        await put(store, { id: 'ru', locale: 'ru', title: 'Счета' }, ['Как скачать счёт в формате PDF']);
+        await put(store, { id: 'emoji', title: 'Reactions' }, ['React with 👍 or 👎 to rate an answer 🎉']);
+
+        expect(articleIds(await store.search('facture', { k: 5 }))).toEqual(['fr']);
+        expect(articleIds(await store.search('après', { k: 5 }))).toEqual(['fr']);
+        expect(articleIds(await store.search('再設定', { k: 5 }))).toEqual(['ja']);
+        expect(articleIds(await store.search('退款', { k: 5 }))).toEqual(['zh']);
+        expect(articleIds(await store.search('发票', { k: 5 }))).toEqual(['zh']);
+        expect(articleIds(await store.search('скачать', { k: 5 }))).toEqual(['ru']);
+        expect(articleIds(await store.search('rate 👍', { k: 5 }))).toEqual(['emoji']);
+      });
+    });
+
+    describe('filters (applied before ranking and k)', () => {
+      beforeEach(async () => {
+        // Every chunk mentions "setup", so only the filter decides.
+        await put(store, { id: 'pub-en', tags: ['billing'], locale: 'en' }, ['setup setup setup setup']);
+        await put(store, { id: 'pub-us', tags: ['billing', 'tax'], locale: 'en-US' }, ['setup setup setup']);
+        await put(store, { id: 'pub-de', tags: ['account'], locale: 'de' }, ['setup setup']);
+        await put(store, { id: 'z-pub', source: 'zendesk', tags: [], locale: 'en' }, ['setup']);
+        await put(store, { id: 'staff', accessGroups: ['staff'] }, ['setup staff note']);
+        await put(store, { id: 'partner', accessGroups: ['partners', 'staff'] }, ['setup partner note']);
+      });
+
+      const search = (filter: Parameters<KnowledgeStore['search']>[1]['filter'], k = 10) =>
+        store.search('setup', { k, filter }).then(articleIds);
+
+      it('no filter: public articles only', async () => {
+        expect(await search(undefined)).toEqual(['pub-de', 'pub-en', 'pub-us', 'z-pub']);
+      });
+
+      it('sources', async () => {
+        expect(await search({ sources: ['zendesk'] })).toEqual(['z-pub']);
+        expect(await search({ sources: ['docs', 'zendesk'] })).toEqual([
+          'pub-de',
+          'pub-en',
+          'pub-us',
+          'z-pub',
+        ]);
+        expect(await search({ sources: ['nope'] })).toEqual([]);
+        expect(await search({ sources: [] })).toEqual([]);
+      });
+
+      it('tags: at least one in common', async () => {
+        expect(await search({ tags: ['tax'] })).toEqual(['pub-us']);
+        expect(await search({ tags: ['billing'] })).toEqual(['pub-en', 'pub-us']);
+        expect(await search({ tags: ['account', 'tax'] })).toEqual(['pub-de', 'pub-us']);
+        expect(await search({ tags: [] })).toEqual([]);
+      });
+
+      it('locales: exact or BCP 47 language range, case-insensitive', async () => {
+        expect(await search({ locales: ['de'] })).toEqual(['pub-de']);
+        expect(await search({ locales: ['en-US'] })).toEqual(['pub-us']);
+        expect(await search({ locales: ['en-us'] })).toEqual(['pub-us']);
+        expect(await search({ locales: ['en'] })).toEqual(['pub-en', 'pub-us', 'z-pub']);
+        expect(await search({ locales: ['e'] })).toEqual([]);
+      });
+
+      it('access groups: public always, restricted only when sharing a group', async () => {
+        expect(await search({ accessGroups: [] })).toEqual(['pub-de', 'pub-en', 'pub-us', 'z-pub']);
+        expect(await search({ accessGroups: ['nobody'] })).toEqual(['pub-de', 'pub-en', 'pub-us', 'z-pub']);
+        expect(await search({ accessGroups: ['partners'] })).toEqual([
+          'partner',
+          'pub-de',
+          'pub-en',
+          'pub-us',
+          'z-pub',
+        ]);
+        expect(await search({ accessGroups: ['staff'] })).toEqual([
+          'partner',
+          'pub-de',
+          'pub-en',
+          'pub-us',
+          'staff',
+          'z-pub',
+        ]);
+      });
+
+      it('a restricted chunk that would rank first stays hidden', async () => {
+        const hits = await store.search('staff note', { k: 1 });
+        expect(hits.map((h) => h.chunk.articleId)).not.toContain('staff');
+        expect(hits.map((h) => h.chunk.articleId)).not.toContain('partner');
+      });
+
+      it('combined filters must all match', async () => {
+        expect(await search({ sources: ['docs'], locales: ['en'], tags: ['billing'] })).toEqual([
+          'pub-en',
+          'pub-us',
+        ]);
+        expect(await search({ sources: ['docs'], accessGroups: ['staff'], tags: ['billing'] })).toEqual([
+          'pub-en',
+          'pub-us',
+        ]);
+        expect(await search({ sources: ['zendesk'], locales: ['de'] })).toEqual([]);
+      });
+
+      it('filters apply before k: the top-1 of a filtered search is the best allowed chunk', async () => {
+        // Unfiltered, pub-en ("setup" ×4) ranks first; filtered to German it is excluded, and
+        // the one German chunk must still come back with k = 1.
+        expect((await store.search('setup', { k: 1 }))[0]?.chunk.articleId).toBe('pub-en');
+        expect(await search({ locales: ['de'] }, 1)).toEqual(['pub-de']);
+        expect(await search({ sources: ['zendesk'] }, 1)).toEqual(['z-pub']);
+      });
+    });
+
+    describe('lifecycle', () => {
+      it('has an id', () => {
+        expect(store.id).toMatch(/\S/);
+      });
+    });
+  });
+}
