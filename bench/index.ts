@@ -10,7 +10,9 @@ import { PACKAGE_ROOT } from '../core/config.ts';
 import { HELPCENTER_NAMES, sharedHelpcentersDir } from '../evals/helpcenters.ts';
 
 if (!sharedHelpcentersDir()) {
-  console.log('../shared/data/helpcenters not found: nothing to benchmark (the bench reads the staged real help centers in place).');
+  console.log(
+    '../shared/data/helpcenters not found: nothing to benchmark (the bench reads the staged real help centers in place).',
+  );
   process.exit(0);
 }
 const systems = ['supportbot', 'minisearch', 'langchain-split'];
@@ -19,7 +21,9 @@ type Row = Record<string, number | string>;
 const rows: Row[] = [];
 for (const hc of HELPCENTER_NAMES) {
   for (const system of systems) {
-    const out = execFileSync(tsx, [path.join(PACKAGE_ROOT, 'bench', 'run-one.ts'), hc, system], { encoding: 'utf8' });
+    const out = execFileSync(tsx, [path.join(PACKAGE_ROOT, 'bench', 'run-one.ts'), hc, system], {
+      encoding: 'utf8',
+    });
     rows.push(JSON.parse(out.trim().split('\n').pop() as string) as Row);
     process.stderr.write('.');
   }
@@ -27,8 +31,12 @@ for (const hc of HELPCENTER_NAMES) {
 process.stderr.write('\n');
 
 const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
-console.log(`machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`);
-console.log('systems: supportbot = our chunker + SQLite FTS5 BM25; minisearch = our chunks in MiniSearch BM25; langchain-split = RecursiveCharacterTextSplitter chunks in our store\n');
+console.log(
+  `machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`,
+);
+console.log(
+  'systems: supportbot = our chunker + SQLite FTS5 BM25; minisearch = our chunks in MiniSearch BM25; langchain-split = RecursiveCharacterTextSplitter chunks in our store\n',
+);
 const cols: [string, (r: Row) => string][] = [
   ['help center', (r) => String(r.helpcenter)],
   ['system', (r) => String(r.system)],

@@ -14,7 +14,12 @@ import { configSchema } from '../core/config.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { Article, Chunk } from '../core/types.ts';
-import { type HelpcenterName, helpcenterSource, loadQuestions, sharedHelpcentersDir } from '../evals/helpcenters.ts';
+import {
+  type HelpcenterName,
+  helpcenterSource,
+  loadQuestions,
+  sharedHelpcentersDir,
+} from '../evals/helpcenters.ts';
 import { firstRelevantRank, percentile } from '../evals/hit-rate.ts';
 import { chunkArticle } from '../sync/chunker.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
@@ -29,7 +34,8 @@ const questions = loadQuestions(name).filter((q) => q.kind === 'answerable');
 
 const t0 = performance.now();
 const articles: Article[] = [];
-for await (const item of createFolderSource(helpcenterSource(name, root)).articles()) if (item.ok) articles.push(item.article);
+for await (const item of createFolderSource(helpcenterSource(name, root)).articles())
+  if (item.ok) articles.push(item.article);
 const loadSeconds = (performance.now() - t0) / 1000;
 
 /** LangChain's recursive splitter measures characters; ~4 characters per cl100k token in English prose. */
@@ -62,8 +68,18 @@ try {
     const docs: { id: string; title: string; headings: string; text: string; sourcePath: string }[] = [];
     for (const a of articles)
       for (const c of chunkArticle(a, chunking))
-        docs.push({ id: c.id, title: a.title, headings: c.headingPath.join(' '), text: c.text, sourcePath: a.sourcePath });
-    const mini = new MiniSearch({ fields: ['title', 'headings', 'text'], storeFields: ['sourcePath'], searchOptions: { boost: { title: 2, headings: 1.5 } } });
+        docs.push({
+          id: c.id,
+          title: a.title,
+          headings: c.headingPath.join(' '),
+          text: c.text,
+          sourcePath: a.sourcePath,
+        });
+    const mini = new MiniSearch({
+      fields: ['title', 'headings', 'text'],
+      storeFields: ['sourcePath'],
+      searchOptions: { boost: { title: 2, headings: 1.5 } },
+    });
     mini.addAll(docs);
     chunkCount = docs.length;
     indexSeconds = (performance.now() - t1) / 1000;

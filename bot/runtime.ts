@@ -1,11 +1,11 @@
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { answer } from '../core/answer.ts';
 import type { Config } from '../core/config.ts';
-import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
-import type { StateStore } from '../core/state-store.ts';
+import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
+import type { StateStore } from '../core/state-store.ts';
 import { cl100kTokenizer, type Tokenizer } from '../core/tokenizer.ts';
 import type { AnswerResult, Turn } from '../core/types.ts';
 import type { ChunkOptions } from '../sync/chunker.ts';

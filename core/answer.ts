@@ -78,20 +78,34 @@ export async function answer(question: string, options: AnswerOptions): Promise<
   const confidence = await retrievalConfidence(options.store, query, retrieved);
   const generator = options.generator ?? new ExtractiveGenerator();
   const base = { retrieved, confidence, generator: generator.id };
-  const done = (r: Omit<AnswerResult, 'latencyMs' | 'retrieved' | 'confidence' | 'generator'>): AnswerResult => ({
+  const done = (
+    r: Omit<AnswerResult, 'latencyMs' | 'retrieved' | 'confidence' | 'generator'>,
+  ): AnswerResult => ({
     ...base,
     ...r,
     latencyMs: performance.now() - started,
   });
 
   if (wantsHuman(question)) {
-    return done({ text: ESCALATE_TEXT, citations: [], abstained: false, escalated: true, escalationReason: 'asker asked for a human' });
+    return done({
+      text: ESCALATE_TEXT,
+      citations: [],
+      abstained: false,
+      escalated: true,
+      escalationReason: 'asker asked for a human',
+    });
   }
   if (confidence < options.abstainThreshold || retrieved.length === 0) {
     return done({ text: ABSTAIN_TEXT, citations: [], abstained: true, escalated: false });
   }
 
-  const request = { question, history, contexts: retrieved, maxChars: options.maxAnswerChars, signal: options.signal };
+  const request = {
+    question,
+    history,
+    contexts: retrieved,
+    maxChars: options.maxAnswerChars,
+    signal: options.signal,
+  };
   let generated: Awaited<ReturnType<Generator['generate']>>;
   let notice = '';
   try {

@@ -11,7 +11,8 @@ export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 /** Markdown dialects a folder source understands; see `sync/dialects/`. */
 export const DIALECTS = ['markdown', 'zendesk', 'zulip', 'docusaurus'] as const;
 
-const folderSource = z
+/** A `type: folder` entry of `sources` (see README, "Point it at your own help center"). */
+export const folderSourceSchema = z
   .object({
     type: z.literal('folder'),
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'letters, digits, - and _ only'),
@@ -33,7 +34,7 @@ const folderSource = z
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
-    sources: z.array(z.discriminatedUnion('type', [folderSource])).default([]),
+    sources: z.array(z.discriminatedUnion('type', [folderSourceSchema])).default([]),
     chunking: z
       .object({
         maxTokens: z.number().int().min(32).max(8192).default(300),
@@ -51,12 +52,12 @@ export const configSchema = z
     answer: z
       .object({
         /** Abstain below this confidence (0..1); calibrated in `test/retrieval.test.ts`. */
-        abstainThreshold: z.number().min(0).max(1).default(0.35),
+        abstainThreshold: z.number().min(0).max(1).default(0.4),
         /** Longest extractive answer, in characters. */
         maxAnswerChars: z.number().int().min(200).max(4000).default(900),
       })
       .strict()
-      .default({ abstainThreshold: 0.35, maxAnswerChars: 900 }),
+      .default({ abstainThreshold: 0.4, maxAnswerChars: 900 }),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn') })
       .strict()
@@ -68,7 +69,7 @@ export type Config = z.infer<typeof configSchema>;
 export type SourceConfig = Config['sources'][number];
 
 /** The example help center shipped in `examples/`, used when no source is configured. */
-export const DEFAULT_SOURCE: z.input<typeof folderSource> = {
+export const DEFAULT_SOURCE: z.input<typeof folderSourceSchema> = {
   type: 'folder',
   name: 'examples',
   path: path.join(PACKAGE_ROOT, 'examples', 'helpcenter'),
@@ -119,13 +120,19 @@ export function loadConfig(options: LoadConfigOptions = {}): Config & { configFi
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new SupportbotError('config-unreadable', `cannot read config file ${file}: ${(err as Error).message}`);
+      throw new SupportbotError(
+        'config-unreadable',
+        `cannot read config file ${file}: ${(err as Error).message}`,
+      );
     }
     try {
       const parsed = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
       raw = parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
     } catch (err) {
-      throw new SupportbotError('config-unreadable', `cannot parse ${file}: ${(err as Error).message.split('\n')[0]}`);
+      throw new SupportbotError(
+        'config-unreadable',
+        `cannot parse ${file}: ${(err as Error).message.split('\n')[0]}`,
+      );
     }
   }
 
@@ -145,7 +152,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config & { configFi
     );
   }
   const config = result.data;
-  if (config.sources.length === 0) config.sources = [folderSource.parse(DEFAULT_SOURCE)];
+  if (config.sources.length === 0) config.sources = [folderSourceSchema.parse(DEFAULT_SOURCE)];
   config.dataDir = path.resolve(env.DATA_DIR ? cwd : baseDir, config.dataDir);
   for (const source of config.sources) source.path = path.resolve(baseDir, source.path);
   return { ...config, configFile: file };

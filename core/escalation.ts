@@ -5,7 +5,8 @@
  */
 export function wantsHuman(question: string): boolean {
   const q = question.toLowerCase();
-  const person = /\b(human|real person|live (agent|person|chat)|an? agent|someone (real|from (your|the) (team|support))|representative|operator)\b/;
+  const person =
+    /\b(human|real person|live (agent|person|chat)|an? agent|someone (real|from (your|the) (team|support))|representative|operator)\b/;
   const verb = /\b(talk|speak|chat|connect|transfer|escalate|get|want|need|give)\b/;
   return person.test(q) && verb.test(q) && !/\bhow (do|can) i (contact|reach)\b/.test(q);
 }

@@ -7,7 +7,23 @@ import { eng } from 'stopword';
  */
 const STOP = new Set([
   ...eng,
-  ...['how', 'can', 'could', 'would', 'should', 'do', 'does', 'did', 'i', 'im', "i'm", 'my', 'me', 'we', 'our'],
+  ...[
+    'how',
+    'can',
+    'could',
+    'would',
+    'should',
+    'do',
+    'does',
+    'did',
+    'i',
+    'im',
+    "i'm",
+    'my',
+    'me',
+    'we',
+    'our',
+  ],
   ...['you', 'your', 'please', 'hi', 'hello', 'hey', 'thanks', 'thank', 'want', 'need', 'way', 'get', 'use'],
   ...['is', 'are', 'there', 'what', 'which', 'when', 'where', 'why', 'who', 'anyone', 'know', 'tell'],
 ]);
@@ -29,7 +45,8 @@ export function words(text: string): string[] {
 export function contentTerms(text: string): string[] {
   const seen = new Set<string>();
   for (const w of words(text)) {
-    if (STOP.has(w) || (w.length < 2 && !/[^\x00-\x7f]/.test(w))) continue;
+    // Single ASCII letters are noise; a single CJK character is a word.
+    if (STOP.has(w) || (w.length < 2 && /^[a-z0-9]$/.test(w))) continue;
     seen.add(/^[a-z]+$/.test(w) ? stemmer(w) : w);
   }
   return [...seen];

@@ -20,14 +20,35 @@ export type HelpcenterName = (typeof HELPCENTER_NAMES)[number];
 
 /** Folder-source config for one staged help center, rooted at `root` (the helpcenters folder). */
 export function helpcenterSource(name: HelpcenterName, root: string): SourceConfig {
-  const common = { type: 'folder' as const, name, locale: 'en', include: ['**/*.md', '**/*.mdx'], exclude: [] as string[] };
+  const common = {
+    type: 'folder' as const,
+    name,
+    locale: 'en',
+    include: ['**/*.md', '**/*.mdx'],
+    exclude: [] as string[],
+  };
   switch (name) {
     case 'arduino':
-      return { ...common, path: path.join(root, 'arduino', 'content'), dialect: 'zendesk', urlTemplate: 'https://support.arduino.cc/hc/en-us/articles/{id}' };
+      return {
+        ...common,
+        path: path.join(root, 'arduino', 'content'),
+        dialect: 'zendesk',
+        urlTemplate: 'https://support.arduino.cc/hc/en-us/articles/{id}',
+      };
     case 'zulip':
-      return { ...common, path: path.join(root, 'zulip', 'help'), dialect: 'zulip', urlTemplate: 'https://zulip.com/help/{slug}', exclude: ['include/**'] };
+      return {
+        ...common,
+        path: path.join(root, 'zulip', 'help'),
+        dialect: 'zulip',
+        urlTemplate: 'https://zulip.com/help/{slug}',
+      };
     case 'plausible':
-      return { ...common, path: path.join(root, 'plausible', 'docs'), dialect: 'docusaurus', urlTemplate: 'https://plausible.io/docs/{slug}' };
+      return {
+        ...common,
+        path: path.join(root, 'plausible', 'docs'),
+        dialect: 'docusaurus',
+        urlTemplate: 'https://plausible.io/docs/{slug}',
+      };
   }
 }
 

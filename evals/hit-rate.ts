@@ -45,7 +45,11 @@ export function percentile(values: number[], p: number): number {
  * Top-1/top-5 hit rate and MRR of a store over the answerable questions, searching `k` chunks
  * (enough to see five distinct articles in most cases) and timing each search.
  */
-export async function measureHitRate(store: KnowledgeStore, questions: LabelledQuestion[], k = 20): Promise<HitRateReport> {
+export async function measureHitRate(
+  store: KnowledgeStore,
+  questions: LabelledQuestion[],
+  k = 20,
+): Promise<HitRateReport> {
   const answerable = questions.filter((q) => q.kind === 'answerable');
   const outcomes: QuestionOutcome[] = [];
   for (const q of answerable) {

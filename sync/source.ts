@@ -4,7 +4,7 @@ import type { Article } from '../core/types.ts';
 export interface SourceItemError {
   /** Path relative to the source root (or URL) of what failed. */
   sourcePath: string;
-  /** Stable machine code: `bad-front-matter`, `binary-file`, `invalid-utf8`, `parse-error`, `read-error`, `empty`. */
+  /** Stable machine code: `bad-front-matter`, `binary-file`, `invalid-utf8`, `bad-include`, `symlink-stub`, `parse-error`, `read-error`, `empty`, `duplicate-id`. */
   code: string;
   /** One line for people. */
   message: string;

@@ -72,7 +72,11 @@ export function articleHash(article: Article, chunking: ChunkOptions): string {
  * Never throws for a bad item or an unavailable source (both are reported in the summary); store
  * errors do propagate, since continuing would lose writes silently.
  */
-export async function syncSource(source: Source, store: KnowledgeStore, options: SyncOptions): Promise<SyncSummary> {
+export async function syncSource(
+  source: Source,
+  store: KnowledgeStore,
+  options: SyncOptions,
+): Promise<SyncSummary> {
   const started = performance.now();
   const summary: SyncSummary = {
     source: source.name,

@@ -318,7 +318,10 @@ describe('SqliteKnowledgeStore', () => {
   });
 
   it('reports document frequencies of stemmed terms from the FTS index, and follows deletes', async () => {
-    await put(store, { id: 'a', title: 'Reset passwords' }, ['Resetting your password is quick.', 'Two-factor codes.']);
+    await put(store, { id: 'a', title: 'Reset passwords' }, [
+      'Resetting your password is quick.',
+      'Two-factor codes.',
+    ]);
     await put(store, { id: 'b', title: 'Invoices' }, ['Send an invoice by email.']);
     const before = await store.documentFrequencies(['password', 'invoic', 'quick', 'absent']);
     // The title is indexed with every chunk of its article, so "password" is in both chunks of a.

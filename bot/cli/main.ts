@@ -4,8 +4,8 @@ import { SupportbotError } from '../../core/errors.ts';
 import type { AnswerResult, SearchHit } from '../../core/types.ts';
 import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
 import { runConsole } from '../console/console.ts';
-import { Runtime } from '../runtime.ts';
 import { formatAnswer } from '../console/format.ts';
+import { Runtime } from '../runtime.ts';
 import { syncProgressReporter } from './progress.ts';
 
 interface GlobalOptions {
@@ -73,7 +73,10 @@ export async function main(argv: string[]): Promise<number> {
 
   const program = new Command('supportbot')
     .description('Answers support questions from your help center, with citations.')
-    .option('-c, --config <file>', 'config file (default: ./supportbot.config.{yaml,json} or $SUPPORTBOT_CONFIG)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: ./supportbot.config.{yaml,json} or $SUPPORTBOT_CONFIG)',
+    )
     .option('-d, --data-dir <dir>', 'data directory (default: ./data or $DATA_DIR)')
     .showHelpAfterError()
     .exitOverride();
@@ -113,7 +116,9 @@ export async function main(argv: string[]): Promise<number> {
       for (const h of hits) {
         const where = [h.chunk.title, ...h.chunk.headingPath].join(' › ');
         const snippet = h.chunk.text.replace(/\s+/g, ' ').slice(0, 160);
-        process.stdout.write(`${h.rank}. ${where}  (${h.score.toFixed(2)})\n   ${h.chunk.url ?? h.chunk.sourcePath}\n   ${snippet}\n`);
+        process.stdout.write(
+          `${h.rank}. ${where}  (${h.score.toFixed(2)})\n   ${h.chunk.url ?? h.chunk.sourcePath}\n   ${snippet}\n`,
+        );
       }
     });
 
@@ -136,7 +141,10 @@ export async function main(argv: string[]): Promise<number> {
     await ensureSynced(rt);
     await runConsole(rt, { input: process.stdin, output: process.stdout });
   };
-  program.command('chat').description('console chat: questions on stdin, +1/-1 rates the last answer').action(consoleCommand);
+  program
+    .command('chat')
+    .description('console chat: questions on stdin, +1/-1 rates the last answer')
+    .action(consoleCommand);
   program
     .command('serve')
     .description('run the bot (the console chat until Slack/Discord credentials are configured)')
@@ -159,7 +167,13 @@ export async function main(argv: string[]): Promise<number> {
         retrieval: 'BM25 (SQLite FTS5); no embedding model configured',
         generator: 'extractive (no LLM)',
         tokenizer: rt.tokenizer.id,
-        sources: rt.config.sources.map((s) => ({ name: s.name, type: s.type, path: s.path, dialect: s.dialect, articles: stats.sources[s.name] ?? 0 })),
+        sources: rt.config.sources.map((s) => ({
+          name: s.name,
+          type: s.type,
+          path: s.path,
+          dialect: s.dialect,
+          articles: stats.sources[s.name] ?? 0,
+        })),
         articles: stats.articles,
         chunks: stats.chunks,
       };
@@ -174,7 +188,9 @@ export async function main(argv: string[]): Promise<number> {
         `retrieval:  ${status.retrieval}`,
         `generator:  ${status.generator}`,
         `indexed:    ${status.articles} articles, ${status.chunks} chunks`,
-        ...status.sources.map((s) => `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.path}: ${s.articles} articles`),
+        ...status.sources.map(
+          (s) => `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.path}: ${s.articles} articles`,
+        ),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });
@@ -205,6 +221,7 @@ function printSummaries(summaries: SyncSummary[]): void {
 
 function positiveInt(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 100) throw new SupportbotError('usage', `expected a whole number from 1 to 100, got ${value}`);
+  if (!Number.isInteger(n) || n < 1 || n > 100)
+    throw new SupportbotError('usage', `expected a whole number from 1 to 100, got ${value}`);
   return n;
 }

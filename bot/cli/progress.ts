@@ -6,7 +6,9 @@ import type { SyncProgress } from '../../sync/sync.ts';
  * otherwise (CI logs, pipes). Sources do not know their size up front, so the bar counts files
  * processed; it is stopped by the next summary line.
  */
-export function syncProgressReporter(stream: NodeJS.WriteStream = process.stderr): ((p: SyncProgress) => void) | undefined {
+export function syncProgressReporter(
+  stream: NodeJS.WriteStream = process.stderr,
+): ((p: SyncProgress) => void) | undefined {
   if (!stream.isTTY) return undefined;
   let bar: cliProgress.SingleBar | null = null;
   let source = '';

@@ -34,7 +34,11 @@ export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<
   const out = (text: string) => options.output.write(`${text}\n`);
   const userId = options.userId ?? safeUserName();
   const interactive = Boolean((options.input as NodeJS.ReadStream).isTTY);
-  const rl = createInterface({ input: options.input, output: interactive ? options.output : undefined, terminal: interactive });
+  const rl = createInterface({
+    input: options.input,
+    output: interactive ? options.output : undefined,
+    terminal: interactive,
+  });
   let threadId = randomUUID();
   let history: Turn[] = [];
   let lastAnswerId: string | null = null;
@@ -60,7 +64,13 @@ export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<
       else {
         const value = line === '0' ? null : line === '+1' ? 1 : -1;
         await rt.state.setRating(lastAnswerId, userId, value);
-        out(value === null ? 'Rating removed.' : value === 1 ? 'Thanks, rated 👍.' : 'Thanks, rated 👎. Rephrase the question or ask for a human.');
+        out(
+          value === null
+            ? 'Rating removed.'
+            : value === 1
+              ? 'Thanks, rated 👍.'
+              : 'Thanks, rated 👎. Rephrase the question or ask for a human.',
+        );
       }
     } else if (line.startsWith('/')) {
       out(`Unknown command ${line.split(/\s/)[0]}. ${HELP.split('\n')[0]} /help lists the commands.`);
@@ -81,7 +91,11 @@ export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<
           createdAt: new Date().toISOString(),
         });
         lastAnswerId = id;
-        history = [...history, { role: 'user' as const, text: line }, { role: 'assistant' as const, text: result.text }].slice(-10);
+        history = [
+          ...history,
+          { role: 'user' as const, text: line },
+          { role: 'assistant' as const, text: result.text },
+        ].slice(-10);
         out(formatAnswer(result));
         out('');
       } catch (err) {

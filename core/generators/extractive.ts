@@ -60,14 +60,16 @@ export function splitBlocks(markdown: string): Block[] {
 function classify(text: string): Block['kind'] {
   if (/^(`{3,}|~{3,})/.test(text)) return 'code';
   if (/^#{1,6}\s/.test(text)) return 'heading';
-  if (/^\|.*\|\s*$/m.test(text.split('\n')[0] ?? '') && /^\|?\s*:?-{3,}/m.test(text)) return 'table';
+  if (/^\|.*\|\s*$/m.test(text.split('\n')[0] ?? '') && /^\|?\s*:?-+:?\s*\|/m.test(text)) return 'table';
   if (/^\s*([-*+]|\d+[.)])\s/.test(text)) return 'list';
   return 'prose';
 }
 
 /** Weight of each query term: rarer among the offered contexts is more telling (smoothed IDF). */
 function termWeights(terms: string[], contexts: SearchHit[]): Map<string, number> {
-  const docs = contexts.map((h) => termSet(`${h.chunk.title} ${h.chunk.headingPath.join(' ')} ${h.chunk.text}`));
+  const docs = contexts.map((h) =>
+    termSet(`${h.chunk.title} ${h.chunk.headingPath.join(' ')} ${h.chunk.text}`),
+  );
   const n = Math.max(docs.length, 1);
   return new Map(
     terms.map((t) => {
@@ -158,26 +160,35 @@ export class ExtractiveGenerator implements Generator {
     const weights = termWeights(terms, contexts);
 
     type Pick = { ctx: number; article: string; blocks: Block[]; best: number; s: number };
-    const picks: Pick[] = [];
-    const seenArticles = new Set<string>();
+    // Group the retrieved chunks by article (first appearance keeps the retriever's order) and
+    // pick each article's best block among all its retrieved chunks: the chunk BM25 ranked first
+    // is often a neighbour of the passage that answers (rules next to the steps).
+    const byArticle = new Map<string, number[]>();
     contexts.forEach((hit, ctx) => {
       const key = `${hit.chunk.source}:${hit.chunk.articleId}`;
-      if (seenArticles.has(key)) return;
-      const blocks = splitBlocks(hit.chunk.text).filter((b) => b.kind !== 'heading');
-      if (blocks.length === 0) return;
-      const headingScore = score(`${hit.chunk.title} ${hit.chunk.headingPath.join(' ')}`, weights) / 2;
-      let best = 0;
-      let bestScore = -1;
-      blocks.forEach((b, i) => {
-        const s = score(b.text, weights);
-        if (s > bestScore) {
-          best = i;
-          bestScore = s;
-        }
-      });
-      seenArticles.add(key);
-      picks.push({ ctx, article: key, blocks, best, s: bestScore + headingScore });
+      byArticle.set(key, [...(byArticle.get(key) ?? []), ctx]);
     });
+    const picks: Pick[] = [];
+    for (const [key, ctxs] of byArticle) {
+      let pick: Pick | null = null;
+      for (const ctx of ctxs) {
+        const hit = contexts[ctx] as SearchHit;
+        const blocks = splitBlocks(hit.chunk.text);
+        const headings = hit.chunk.headingPath;
+        const headingScore = score(`${hit.chunk.title} ${headings.join(' ')}`, weights) / 2;
+        // A block's own section heading says what it is about: a matching heading counts fully.
+        let section = headings[headings.length - 1] ?? '';
+        blocks.forEach((b, i) => {
+          if (b.kind === 'heading') {
+            section = b.text.replace(/^#+\s*/, '');
+            return;
+          }
+          const s = score(b.text, weights) + score(section, weights) + headingScore;
+          if (!pick || s > pick.s) pick = { ctx, article: key, blocks, best: i, s };
+        });
+      }
+      if (pick) picks.push(pick);
+    }
     if (picks.length === 0) return { text: '', cited: [], abstain: true };
 
     // The first context is the retriever's best; keep it first, then others good enough.
@@ -194,8 +205,11 @@ export class ExtractiveGenerator implements Generator {
       const bestBlock = pick.blocks[pick.best] as Block;
       const prev = pick.blocks[pick.best - 1];
       const next = pick.blocks[pick.best + 1];
-      if (prev && prev.kind === 'prose' && /:\s*$/.test(prev.text) && bestBlock.kind !== 'prose') sel.add(pick.best - 1);
-      if (next && /:\s*$/.test(bestBlock.text)) sel.add(pick.best + 1);
+      if (prev && prev.kind === 'prose' && /:\s*$/.test(prev.text) && bestBlock.kind !== 'prose')
+        sel.add(pick.best - 1);
+      if (next && next.kind !== 'heading' && /:\s*$/.test(bestBlock.text)) sel.add(pick.best + 1);
+      else if (next && next.kind === 'prose' && bestBlock.kind === 'list' && next.text.length <= 240)
+        sel.add(pick.best + 1);
       const text = [...sel]
         .sort((a, b) => a - b)
         .map((b) => pick.blocks[b] as Block)

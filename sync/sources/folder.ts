@@ -1,0 +1,259 @@
+/**
+ * The folder source: a directory of Markdown (`.md`, `.mdx`) and HTML (`.html`, `.htm`) files, in
+ * one of the dialects of `sync/dialects/`, turned into `Article`s.
+ *
+ * One file → one article. Per file, in order:
+ *  1. read; binary files (`binary-file`) and bytes that are not UTF-8 (`invalid-utf8`) are reported;
+ *  2. HTML files: main content → Markdown (`sync/normalize/html.ts`), no dialect; `.mdx` files of
+ *     a `markdown` source get the `docusaurus` rewrite (imports, JSX, admonitions);
+ *  3. Markdown: split YAML front matter (`bad-front-matter`, naming the line); `draft: true` files
+ *     are skipped (not published, so not an article); the dialect rewrites its syntax
+ *     (`bad-include` from Zulip); parse, clean up, take the title, stringify;
+ *  4. an article whose body is empty after all that is reported as `empty`.
+ * A Markdown file holding nothing but a relative path to another `.md` file is a symlink that Git
+ * checked out as text (Zulip's `integrations-overview.md`); it is reported as `symlink-stub`.
+ * Anything else that throws on one file is reported as `parse-error`. Every error names the file
+ * (`sourcePath`) and the walk goes on; only a missing root folder fails the whole source.
+ *
+ * Article fields: `id` is front matter `id` (as a string), else the path without extension;
+ * `title` is front matter `title`, else the first H1, else the file name; `url` is front matter
+ * `url`, else `urlTemplate` with `{id}`, `{slug}` (front matter `slug`, else the path without
+ * extension; URL-encoded per segment) and `{path}`; `updatedAt` is front matter
+ * `updatedAt`/`updated`/`updated_at`/`last_update.date`, else the file's mtime; `tags` are front
+ * matter `tags` followed by the names of the folders the file is in (`Store Support/Shipping/x.md`
+ * → `Store Support`, `Shipping`); `accessGroups` from `accessGroups`/`access` (`public` = none);
+ * `locale` from front matter `locale`/`lang` (or `<html lang>`), else the source's.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isBinaryFile } from 'isbinaryfile';
+import { glob } from 'tinyglobby';
+import type { SourceConfig } from '../../core/config.ts';
+import { SupportbotError } from '../../core/errors.ts';
+import type { Article } from '../../core/types.ts';
+import { type Dialect, type DialectContext, dialects, getDialect } from '../dialects/index.ts';
+import { htmlPageToMarkdown } from '../normalize/html.ts';
+import {
+  FrontMatterError,
+  normalizeTree,
+  parseMarkdown,
+  splitFrontMatter,
+  stringifyMarkdown,
+  takeTitle,
+  titleFromFileName,
+} from '../normalize/markdown.ts';
+import type { Source, SourceItem, SourceItemError } from '../source.ts';
+
+/** Git checks a symlink out as a one-line text file holding its target when symlinks are off. */
+const SYMLINK_STUB = /^\.{0,2}\/?(?:[\w.-]+\/)*[\w.-]+\.(?:md|mdx|html?)\s*$/;
+
+export function createFolderSource(config: SourceConfig): Source {
+  const root = path.resolve(config.path);
+  const baseDialect = getDialect(config.dialect);
+  return {
+    name: config.name,
+    type: 'folder',
+    async *articles(): AsyncIterable<SourceItem> {
+      const rootStat = await stat(root).catch(() => null);
+      if (!rootStat?.isDirectory()) {
+        throw new SupportbotError(
+          'source-unavailable',
+          `source "${config.name}": folder ${root} ${rootStat ? 'is not a directory' : 'does not exist'}`,
+        );
+      }
+      const files = await glob(config.include, {
+        cwd: root,
+        ignore: [...config.exclude, ...baseDialect.exclude],
+        onlyFiles: true,
+        dot: false,
+      });
+      files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      const cache = new Map<string, string | undefined>();
+      const readSourceFile = (relativePath: string): string | undefined => {
+        const absolute = path.resolve(root, relativePath);
+        if (path.relative(root, absolute).startsWith('..')) return undefined;
+        if (!cache.has(absolute)) {
+          try {
+            cache.set(absolute, readFileSync(absolute, 'utf8'));
+          } catch {
+            cache.set(absolute, undefined);
+          }
+        }
+        return cache.get(absolute);
+      };
+      for (const sourcePath of files) {
+        const item = await readArticle(config, root, sourcePath, baseDialect, readSourceFile);
+        if (item) yield item;
+      }
+    },
+  };
+}
+
+async function readArticle(
+  config: SourceConfig,
+  root: string,
+  sourcePath: string,
+  baseDialect: Dialect,
+  readSourceFile: (relativePath: string) => string | undefined,
+): Promise<SourceItem | null> {
+  const fail = (code: string, message: string): SourceItem => ({
+    ok: false,
+    error: { sourcePath, code, message },
+  });
+  const absolute = path.join(root, sourcePath);
+  let bytes: Buffer;
+  let mtime: Date;
+  try {
+    [bytes, mtime] = await Promise.all([readFile(absolute), stat(absolute).then((s) => s.mtime)]);
+  } catch (err) {
+    return fail(
+      'read-error',
+      `cannot read ${sourcePath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  if (bytes.length > 0 && (await isBinaryFile(bytes, { size: bytes.length }))) {
+    return fail('binary-file', `${sourcePath} is a binary file, not text`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const line = new TextDecoder('utf-8').decode(bytes).split('\uFFFD')[0]?.split('\n').length ?? 1;
+    return fail('invalid-utf8', `${sourcePath} is not valid UTF-8 (first bad byte on line ${line})`);
+  }
+
+  try {
+    const ext = path.extname(sourcePath).toLowerCase();
+    const fields =
+      ext === '.html' || ext === '.htm'
+        ? fromHtml(text)
+        : fromMarkdown(
+            text,
+            sourcePath,
+            ext === '.mdx' && baseDialect.name === 'markdown' ? dialects.docusaurus : baseDialect,
+            readSourceFile,
+          );
+    if ('error' in fields) return { ok: false, error: { sourcePath, ...fields.error } };
+    if (fields.skip) return null;
+    if (!fields.body.trim()) return fail('empty', `${sourcePath} has no content after normalization`);
+    return { ok: true, article: buildArticle(config, sourcePath, fields, mtime) };
+  } catch (err) {
+    if (err instanceof FrontMatterError) return fail('bad-front-matter', `${sourcePath}: ${err.message}`);
+    if (err instanceof SupportbotError) return fail(err.code, `${sourcePath}: ${err.message}`);
+    return fail('parse-error', `${sourcePath}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+interface Fields {
+  skip?: boolean;
+  title: string | undefined;
+  body: string;
+  frontMatter: Record<string, unknown>;
+  lang?: string | undefined;
+}
+
+function fromHtml(text: string): Fields {
+  const page = htmlPageToMarkdown(text);
+  normalizeTree(page.tree);
+  const title = takeTitle(page.tree, undefined, page.title);
+  return { title, body: stringifyMarkdown(page.tree), frontMatter: {}, lang: page.lang };
+}
+
+function fromMarkdown(
+  text: string,
+  sourcePath: string,
+  dialect: Dialect,
+  readSourceFile: (relativePath: string) => string | undefined,
+): Fields | { error: Omit<SourceItemError, 'sourcePath'> } {
+  const { data, body } = splitFrontMatter(text);
+  if (data.draft === true) return { skip: true, title: undefined, body: '', frontMatter: data };
+  if (SYMLINK_STUB.test(body.trim()) && !body.trim().includes('\n')) {
+    return {
+      error: {
+        code: 'symlink-stub',
+        message: `${sourcePath} only holds the path "${body.trim()}": a symlink checked out as a file`,
+      },
+    };
+  }
+  const context: DialectContext = { sourcePath, frontMatter: data, readFile: readSourceFile };
+  const tree = parseMarkdown(dialect.preprocess(body, context));
+  normalizeTree(tree, dialect.normalize);
+  const title = takeTitle(tree, stringField(data.title));
+  return { title, body: stringifyMarkdown(tree), frontMatter: data };
+}
+
+function buildArticle(config: SourceConfig, sourcePath: string, fields: Fields, mtime: Date): Article {
+  const fm = fields.frontMatter;
+  const slugPath = sourcePath.replace(/\.[^./]+$/, '');
+  const id = scalarField(fm.id) ?? slugPath;
+  const url =
+    stringField(fm.url) ??
+    expandUrl(config.urlTemplate, id, slugField(fm.slug, slugPath) ?? slugPath, sourcePath);
+  const folders = sourcePath.split('/').slice(0, -1);
+  return {
+    id,
+    source: config.name,
+    title: fields.title ?? titleFromFileName(sourcePath),
+    url,
+    sourcePath,
+    body: fields.body,
+    updatedAt:
+      dateField(fm.updatedAt ?? fm.updated ?? fm.updated_at ?? lastUpdate(fm)) ?? mtime.toISOString(),
+    tags: unique([...listField(fm.tags), ...folders]),
+    accessGroups: listField(fm.accessGroups ?? fm.access_groups ?? fm.access).filter((g) => g !== 'public'),
+    locale: stringField(fm.locale) ?? stringField(fm.lang) ?? fields.lang ?? config.locale,
+  };
+}
+
+function expandUrl(
+  template: string | undefined,
+  id: string,
+  slug: string,
+  sourcePath: string,
+): string | null {
+  if (!template) return null;
+  const encodePath = (p: string): string => p.split('/').map(encodeURIComponent).join('/');
+  return template
+    .replaceAll('{id}', encodePath(id))
+    .replaceAll('{slug}', encodePath(slug))
+    .replaceAll('{path}', encodePath(sourcePath));
+}
+
+/** Docusaurus-style `slug`: `/x` is from the root (leading `/` dropped), `x` is beside the file. */
+function slugField(value: unknown, slugPath: string): string | undefined {
+  const slug = stringField(value);
+  if (slug === undefined) return undefined;
+  if (slug.startsWith('/')) return slug.replace(/^\/+/, '');
+  const dir = slugPath.includes('/') ? slugPath.slice(0, slugPath.lastIndexOf('/')) : '';
+  return dir ? `${dir}/${slug}` : slug;
+}
+
+function lastUpdate(fm: Record<string, unknown>): unknown {
+  const value = fm.last_update;
+  return value && typeof value === 'object' ? (value as Record<string, unknown>).date : undefined;
+}
+
+function stringField(value: unknown): string | undefined {
+  return typeof value === 'string' && value.trim() ? value.trim() : undefined;
+}
+
+function scalarField(value: unknown): string | undefined {
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  return stringField(value);
+}
+
+function listField(value: unknown): string[] {
+  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  return items.map((v) => scalarField(v)).filter((v): v is string => v !== undefined);
+}
+
+function dateField(value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const date = value instanceof Date ? value : new Date(String(value));
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}

