@@ -111,12 +111,22 @@ function describeHelpcenter(
 const shared = sharedHelpcentersDir();
 const real = (name: HelpcenterName) => () => (shared ? helpcenterSource(name, shared) : null);
 
+// Measured on 2026-11-29 (BM25, 300-token chunks, threshold 0.4), top-1 / top-5 / answered / abstained:
+// examples 78.6 / 98.2 / 83.9 / 70.0, arduino 57.6 / 88.1 / 76.3 / 77.8,
+// zulip 41.3 / 73.9 / 63.0 / 66.7 (Zulip says "stream" where people say "channel": lexical search
+// misses those until embeddings land), plausible 53.3 / 91.1 / 91.1 / 62.5.
+const examples = () => folderSourceSchema.parse(DEFAULT_SOURCE);
+describeHelpcenter('examples', examples, { top1: 0.75, top5: 0.95, answered: 0.8, abstained: 0.65 }, 30);
 describeHelpcenter(
-  'examples',
-  () => folderSourceSchema.parse(DEFAULT_SOURCE),
-  { top1: 0, top5: 0, answered: 0, abstained: 0 },
-  30,
+  'arduino',
+  real('arduino'),
+  { top1: 0.55, top5: 0.85, answered: 0.72, abstained: 0.65 },
+  25,
 );
-describeHelpcenter('arduino', real('arduino'), { top1: 0, top5: 0, answered: 0, abstained: 0 }, 25);
-describeHelpcenter('zulip', real('zulip'), { top1: 0, top5: 0, answered: 0, abstained: 0 }, 25);
-describeHelpcenter('plausible', real('plausible'), { top1: 0, top5: 0, answered: 0, abstained: 0 }, 25);
+describeHelpcenter('zulip', real('zulip'), { top1: 0.38, top5: 0.7, answered: 0.6, abstained: 0.55 }, 25);
+describeHelpcenter(
+  'plausible',
+  real('plausible'),
+  { top1: 0.5, top5: 0.88, answered: 0.88, abstained: 0.5 },
+  25,
+);
