@@ -159,4 +159,6 @@ export interface AnswerRecord {
   question: string;
   result: Omit<AnswerResult, 'retrieved'> & { retrievedChunkIds: string[] };
   createdAt: string;
+  /** Platform keys of every message posted for this answer (Slack `channel:ts`, Discord message id). */
+  messageKeys?: string[];
 }
