@@ -2,6 +2,7 @@ import { wantsHuman } from './escalation.ts';
 import type { Generator } from './generator.ts';
 import { ExtractiveGenerator } from './generators/extractive.ts';
 import type { KnowledgeStore } from './knowledge-store.ts';
+import { CITATION_MARKER, mapOutsideCode, parseEscalation } from './reply-contract.ts';
 import { contentTerms, termSet } from './text.ts';
 import type { AnswerResult, Citation, SearchFilter, SearchHit, Turn } from './types.ts';
 
@@ -52,13 +53,13 @@ export async function retrievalConfidence(
 }
 
 /**
- * The search query for a question in a thread: a short follow-up ("and on mobile?") borrows the
- * previous user question so retrieval keeps the topic.
+ * The search query for a follow-up in a thread: the question with the previous user question in
+ * front, so "and on mobile?" keeps the topic. `answer()` uses it only when the question alone
+ * retrieves too weakly, so a new topic in an old thread is searched on its own.
  */
 export function retrievalQuery(question: string, history: Turn[] = []): string {
   const lastUser = [...history].reverse().find((t) => t.role === 'user');
-  if (!lastUser || contentTerms(question).length >= 4) return question;
-  return `${lastUser.text}\n${question}`;
+  return lastUser ? `${lastUser.text}\n${question}` : question;
 }
 
 /**
@@ -73,9 +74,16 @@ export function retrievalQuery(question: string, history: Turn[] = []): string {
 export async function answer(question: string, options: AnswerOptions): Promise<AnswerResult> {
   const started = performance.now();
   const history = options.history ?? [];
-  const query = retrievalQuery(question, history);
-  const retrieved = await options.store.search(query, { k: options.topK, filter: options.filter });
-  const confidence = await retrievalConfidence(options.store, query, retrieved);
+  const search = async (query: string) => {
+    const hits = await options.store.search(query, { k: options.topK, filter: options.filter });
+    return { hits, confidence: await retrievalConfidence(options.store, query, hits) };
+  };
+  let { hits: retrieved, confidence } = await search(question);
+  if (confidence < options.abstainThreshold && history.some((t) => t.role === 'user')) {
+    // A weak question in a thread may be a follow-up ("and on mobile?"): try it with the topic.
+    const followUp = await search(retrievalQuery(question, history));
+    if (followUp.confidence > confidence) ({ hits: retrieved, confidence } = followUp);
+  }
   const generator = options.generator ?? new ExtractiveGenerator();
   const base = { retrieved, confidence, generator: generator.id };
   const done = (
@@ -116,6 +124,10 @@ export async function answer(question: string, options: AnswerOptions): Promise<
     base.generator = `extractive (fallback: ${generator.id} failed: ${(err as Error).message})`;
     notice = '_The language model is unavailable, so here are the most relevant passages instead._\n\n';
   }
+  if (!generated.escalate) {
+    const parsed = parseEscalation(generated.text);
+    if (parsed.escalate) generated = { ...generated, text: parsed.text, escalate: parsed.escalate };
+  }
   if (generated.escalate) {
     return done({
       text: generated.text || ESCALATE_TEXT,
@@ -136,32 +148,35 @@ export async function answer(question: string, options: AnswerOptions): Promise<
  * Rewrites context-number markers `[i]` (1-based into `contexts`) into article citations:
  * chunks of one article share one number, numbered by first appearance in the text. Markers
  * pointing at a context that was not supplied are removed, so an answer never cites what the
- * generator was not given.
+ * generator was not given. Only markers as `core/reply-contract.ts#CITATION_MARKER` defines them
+ * count, and never inside code, so quoted `array[10]` or an escaped `\\[2\\]` stays as written.
  */
 export function citeArticles(text: string, contexts: SearchHit[]): { text: string; citations: Citation[] } {
   const citations: Citation[] = [];
   const byArticle = new Map<string, Citation>();
-  const rewritten = text.replace(/\[(\d{1,3})\](?!\()/g, (_m, digits: string) => {
-    const hit = contexts[Number(digits) - 1];
-    if (!hit) return '';
-    const c = hit.chunk;
-    const key = `${c.source}\u0000${c.articleId}`;
-    let citation = byArticle.get(key);
-    if (!citation) {
-      citation = {
-        n: citations.length + 1,
-        articleId: c.articleId,
-        source: c.source,
-        title: c.title,
-        url: c.url,
-        sourcePath: c.sourcePath,
-        chunkIds: [],
-      };
-      byArticle.set(key, citation);
-      citations.push(citation);
-    }
-    if (!citation.chunkIds.includes(c.id)) citation.chunkIds.push(c.id);
-    return `[${citation.n}]`;
-  });
+  const rewritten = mapOutsideCode(text, (prose) =>
+    prose.replace(CITATION_MARKER, (_m, digits: string) => {
+      const hit = contexts[Number(digits) - 1];
+      if (!hit) return '';
+      const c = hit.chunk;
+      const key = `${c.source}\u0000${c.articleId}`;
+      let citation = byArticle.get(key);
+      if (!citation) {
+        citation = {
+          n: citations.length + 1,
+          articleId: c.articleId,
+          source: c.source,
+          title: c.title,
+          url: c.url,
+          sourcePath: c.sourcePath,
+          chunkIds: [],
+        };
+        byArticle.set(key, citation);
+        citations.push(citation);
+      }
+      if (!citation.chunkIds.includes(c.id)) citation.chunkIds.push(c.id);
+      return `[${citation.n}]`;
+    }),
+  );
   return { text: rewritten, citations };
 }

@@ -164,18 +164,46 @@ describe('answer()', () => {
     expect(r).toMatchObject({ escalated: true, escalationReason: 'billing dispute', citations: [] });
   });
 
-  it('uses the thread for short follow-ups', async () => {
+  it('parses a trailing ESCALATE: line from any generator and hides it from the asker', async () => {
+    const gen: Generator = {
+      id: 'fake-llm',
+      generate: async () => ({ text: 'I can see a double charge here [1].\nESCALATE: billing dispute\n', cited: [1] }),
+    };
+    const r = await answer('reset my password', { ...opts(), generator: gen });
+    expect(r).toMatchObject({ escalated: true, escalationReason: 'billing dispute' });
+    expect(r.text).not.toMatch(/ESCALATE/);
+  });
+
+  it('never rewrites bracketed numbers inside quoted code or escaped in quoted prose', async () => {
+    const gen: Generator = {
+      id: 'fake-llm',
+      generate: async () => ({
+        text: 'Index it like `parts[2]`:\n\n```js\nconst x = parts[0];\n```\n\nSee \\[3\\] and [1].',
+        cited: [1],
+      }),
+    };
+    const r = await answer('reset my password', { ...opts(), generator: gen });
+    expect(r.text).toContain('`parts[2]`');
+    expect(r.text).toContain('const x = parts[0];');
+    expect(r.text).toContain('\\[3\\]');
+    expect(r.citations).toHaveLength(1);
+  });
+
+  it('uses the thread for weak follow-ups but searches a new topic on its own', async () => {
     expect(retrievalQuery('and on mobile?', [{ role: 'user', text: 'reset password' }])).toBe(
       'reset password\nand on mobile?',
     );
-    expect(retrievalQuery('how do I create a new API key for invoices', [{ role: 'user', text: 'x' }])).toBe(
-      'how do I create a new API key for invoices',
-    );
-    const r = await answer('what if the link expired?', {
+    expect(retrievalQuery('and on mobile?', [])).toBe('and on mobile?');
+    const followUp = await answer('what if the link expired?', {
       ...opts(),
       history: [{ role: 'user', text: 'how do I reset my password' }],
     });
-    expect(r.citations[0]?.articleId).toBe('reset-password');
+    expect(followUp.citations[0]?.articleId).toBe('reset-password');
+    const switched = await answer('how do I create an API key?', {
+      ...opts(),
+      history: [{ role: 'user', text: 'how do I reset my password' }],
+    });
+    expect(switched.citations[0]?.articleId).toBe('api-keys');
   });
 });
 
@@ -224,6 +252,14 @@ describe('wantsHuman', () => {
     ['how do I contact support?', false],
     ['How do I reset my password?', false],
     ['what does the human resources role do', false],
+    ['I need to speak with someone', true],
+    ['Talk to support please', true],
+    ['human please', true],
+    ['transfer me to a representative', true],
+    ['How do I get a human-readable export of my data?', false],
+    ['Can I give an agent access to my account?', false],
+    ['I need to add a representative to our account', false],
+    ['my team member cannot log in', false],
   ])('%s → %s', (q, expected) => expect(wantsHuman(q)).toBe(expected));
 });
 

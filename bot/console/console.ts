@@ -99,6 +99,8 @@ export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<
         out(formatAnswer(result));
         out('');
       } catch (err) {
+        // A +1/-1 after a failed answer must not land on the answer before it.
+        lastAnswerId = null;
         rt.log.error({ err }, 'answer failed');
         out(`Sorry, something went wrong answering that: ${(err as Error).message}`);
       }

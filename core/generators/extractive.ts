@@ -1,4 +1,5 @@
 import type { GenerateRequest, GenerateResult, Generator } from '../generator.ts';
+import { escapeCitationLookalikes } from '../reply-contract.ts';
 import { contentTerms, termSet } from '../text.ts';
 import type { SearchHit } from '../types.ts';
 
@@ -221,9 +222,11 @@ export class ExtractiveGenerator implements Generator {
         }, [])
         .join('\n\n');
       if (!text) continue;
+      // Quoted prose may hold "[2]"-like text of its own; escape it so only our markers cite.
+      const quoted = escapeCitationLookalikes(text);
       const n = pick.ctx + 1;
       // A citation after a fence or a table row would break the Markdown; put it on its own line.
-      parts.push(/(```|~~~|\|)\s*$/.test(text) ? `${text}\n\n[${n}]` : `${text} [${n}]`);
+      parts.push(/(```|~~~|\|)\s*$/.test(quoted) ? `${quoted}\n\n[${n}]` : `${quoted} [${n}]`);
       cited.push(n);
       budget -= text.length + 8;
     }
