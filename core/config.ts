@@ -38,9 +38,19 @@ export const configSchema = z
     chunking: z
       .object({
         maxTokens: z.number().int().min(32).max(8192).default(300),
+        /** Must be less than `maxTokens` (the chunker rejects anything else). */
         overlapTokens: z.number().int().min(0).max(1024).default(30),
       })
       .strict()
+      .superRefine((chunking, ctx) => {
+        if (chunking.overlapTokens >= chunking.maxTokens) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['overlapTokens'],
+            message: `must be less than chunking.maxTokens (${chunking.maxTokens}), got ${chunking.overlapTokens}`,
+          });
+        }
+      })
       .default({ maxTokens: 300, overlapTokens: 30 }),
     retrieval: z
       .object({
@@ -51,7 +61,7 @@ export const configSchema = z
       .default({ topK: 5 }),
     answer: z
       .object({
-        /** Abstain below this confidence (0..1); calibrated in `test/retrieval.test.ts`. */
+        /** Abstain below this confidence (0..1); chosen from `npm run calibrate` (evals/calibrate.ts). */
         abstainThreshold: z.number().min(0).max(1).default(0.4),
         /** Longest extractive answer, in characters. */
         maxAnswerChars: z.number().int().min(200).max(4000).default(900),
@@ -63,7 +73,23 @@ export const configSchema = z
       .strict()
       .default({ level: 'warn' }),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    // Source names key the store: two sources with one name would delete each other's articles.
+    const first = new Map<string, number>();
+    config.sources.forEach((source, i) => {
+      const earlier = first.get(source.name);
+      if (earlier === undefined) {
+        first.set(source.name, i);
+        return;
+      }
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sources', i, 'name'],
+        message: `duplicate source name "${source.name}" (already used by sources.${earlier}.name); names must be unique`,
+      });
+    });
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type SourceConfig = Config['sources'][number];
@@ -78,15 +104,21 @@ export const DEFAULT_SOURCE: z.input<typeof folderSourceSchema> = {
   locale: 'en',
 };
 
-/** Environment variables and the config key each one sets. Numbers are parsed as numbers. */
-const ENV_KEYS: Record<string, string[]> = {
-  DATA_DIR: ['dataDir'],
-  LOG_LEVEL: ['log', 'level'],
-  CHUNK_MAX_TOKENS: ['chunking', 'maxTokens'],
-  CHUNK_OVERLAP_TOKENS: ['chunking', 'overlapTokens'],
-  RETRIEVAL_TOP_K: ['retrieval', 'topK'],
-  ABSTAIN_THRESHOLD: ['answer', 'abstainThreshold'],
+/**
+ * Environment variables, the config key each one sets and its type: values of `number` keys are
+ * parsed as numbers (a value that is not a number is passed on and rejected by the schema);
+ * `string` keys take the value as it is, so `DATA_DIR=2024` is a folder named `2024`.
+ */
+const ENV_KEYS: Record<string, { key: string[]; type: 'string' | 'number' }> = {
+  DATA_DIR: { key: ['dataDir'], type: 'string' },
+  LOG_LEVEL: { key: ['log', 'level'], type: 'string' },
+  CHUNK_MAX_TOKENS: { key: ['chunking', 'maxTokens'], type: 'number' },
+  CHUNK_OVERLAP_TOKENS: { key: ['chunking', 'overlapTokens'], type: 'number' },
+  RETRIEVAL_TOP_K: { key: ['retrieval', 'topK'], type: 'number' },
+  ABSTAIN_THRESHOLD: { key: ['answer', 'abstainThreshold'], type: 'number' },
 };
+
+const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
 
 const CONFIG_FILES = ['supportbot.config.yaml', 'supportbot.config.yml', 'supportbot.config.json'];
 
@@ -136,19 +168,26 @@ export function loadConfig(options: LoadConfigOptions = {}): Config & { configFi
     }
   }
 
-  for (const [name, keyPath] of Object.entries(ENV_KEYS)) {
+  /** Config key (dotted) → the environment variable that set it. */
+  const fromEnv = new Map<string, string>();
+  for (const [name, { key, type }] of Object.entries(ENV_KEYS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    setPath(raw, keyPath, /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value);
+    setPath(raw, key, type === 'number' && NUMBER.test(value.trim()) ? Number(value.trim()) : value);
+    fromEnv.set(key.join('.'), name);
   }
 
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const key = issue?.path.length ? issue.path.join('.') : '(root)';
+    const message = issue?.message ?? 'invalid';
+    const variable = fromEnv.get(key);
     throw new SupportbotError(
       'config-invalid',
-      `invalid config at ${key}: ${issue?.message ?? 'invalid'}${file ? ` (in ${file})` : ''}`,
+      variable
+        ? `invalid value for ${variable} (${key}): ${message}`
+        : `invalid config at ${key}: ${message}${file ? ` (in ${file})` : ''}`,
     );
   }
   const config = result.data;
