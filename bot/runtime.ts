@@ -7,7 +7,7 @@ import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import type { StateStore } from '../core/state-store.ts';
 import { cl100kTokenizer, type Tokenizer } from '../core/tokenizer.ts';
-import type { AnswerResult, Turn } from '../core/types.ts';
+import type { AnswerResult, SearchFilter, Turn } from '../core/types.ts';
 import type { ChunkOptions } from '../sync/chunker.ts';
 import type { Source } from '../sync/source.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
@@ -66,13 +66,48 @@ export class Runtime {
     return (await this.knowledge.stats()).chunks === 0;
   }
 
-  /** `core.answer()` with this runtime's store and settings. */
-  ask(question: string, history: Turn[] = []): Promise<AnswerResult> {
+  /** Configured sources that have no article in the store yet (never synced, or newly added). */
+  async unsyncedSources(): Promise<string[]> {
+    const counts = (await this.knowledge.stats()).sources;
+    return this.sources.filter((s) => !counts[s.name]).map((s) => s.name);
+  }
+
+  /**
+   * Deletes the articles of every source in the store that is no longer configured, so that a
+   * source removed from the config stops being searched and cited. Resolves to what was deleted.
+   */
+  async pruneUnconfigured(): Promise<{ source: string; deleted: number }[]> {
+    const configured = new Set(this.sources.map((s) => s.name));
+    const pruned: { source: string; deleted: number }[] = [];
+    for (const source of Object.keys((await this.knowledge.stats()).sources).sort()) {
+      if (configured.has(source)) continue;
+      const ids = (await this.knowledge.listArticleHashes(source)).map((h) => h.articleId);
+      const deleted = ids.length > 0 ? await this.knowledge.deleteArticles(source, ids) : 0;
+      this.log.info({ source, deleted }, 'pruned a source that is no longer configured');
+      pruned.push({ source, deleted });
+    }
+    return pruned;
+  }
+
+  /**
+   * `filter` limited to the configured sources: articles left in the store by a source removed
+   * from the config (until `sync` prunes them) are never searched or cited. A caller's
+   * `sources` are narrowed to the configured ones, never widened.
+   */
+  scopeFilter(filter: SearchFilter = {}): SearchFilter {
+    const configured = this.sources.map((s) => s.name);
+    const sources = filter.sources ? filter.sources.filter((s) => configured.includes(s)) : configured;
+    return { ...filter, sources };
+  }
+
+  /** `core.answer()` with this runtime's store and settings, over the configured sources only. */
+  ask(question: string, history: Turn[] = [], filter?: SearchFilter): Promise<AnswerResult> {
     return answer(question, {
       store: this.knowledge,
       topK: this.config.retrieval.topK,
       abstainThreshold: this.config.answer.abstainThreshold,
       maxAnswerChars: this.config.answer.maxAnswerChars,
+      filter: this.scopeFilter(filter),
       history,
     });
   }

@@ -12,8 +12,15 @@ export const SHARED_DATA_DIR = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data'
 /** The staged help centers folder, or null when it is absent (then skip with a message). */
 export function sharedHelpcentersDir(): string | null {
   const dir = path.join(SHARED_DATA_DIR, 'helpcenters');
-  return existsSync(dir) ? dir : null;
+  if (existsSync(dir)) return dir;
+  if (!warned) {
+    // Said once per process, on stderr, so a skipped real-data suite is never silent.
+    process.stderr.write(`${dir} not found: skipping tests and benchmarks over the real help centers.\n`);
+    warned = true;
+  }
+  return null;
 }
+let warned = false;
 
 export const HELPCENTER_NAMES = ['arduino', 'zulip', 'plausible'] as const;
 export type HelpcenterName = (typeof HELPCENTER_NAMES)[number];

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import type { Article } from '../core/types.ts';
 import { type ChunkOptions, chunkArticle } from './chunker.ts';
-import type { Source, SourceItemError } from './source.ts';
+import type { Source, SourceItem, SourceItemError } from './source.ts';
 
 /** What one sync of one source did. Counts are articles unless named otherwise. */
 export interface SyncSummary {
@@ -19,8 +19,10 @@ export interface SyncSummary {
   seconds: number;
   errors: SourceItemError[];
   /**
-   * False when the source as a whole failed (`sourceError` says why): then nothing was deleted,
-   * since a source that errors cannot tell deleted articles from unreadable ones.
+   * False when the source as a whole failed, or returned nothing at all while the store still
+   * has articles from it (`sourceError` says which): then nothing was deleted, since a source that
+   * errors cannot tell deleted articles from unreadable ones, and an empty folder is more likely
+   * an unmounted share than a help center that deleted everything.
    */
   swept: boolean;
   sourceError?: string;
@@ -66,8 +68,9 @@ export function articleHash(article: Article, chunking: ChunkOptions): string {
 /**
  * Incremental sync of one source into a store: new articles are chunked and added, changed ones
  * (by `articleHash`) re-chunked and replaced atomically, unchanged ones skipped, and articles no
- * longer in the source deleted — except those whose file failed to read this time, and none at
- * all when the source itself failed.
+ * longer in the source deleted — except those whose file, or a folder they are in (an error whose
+ * `sourcePath` ends in `/`), failed to read this time; and none at all when the source itself
+ * failed or returned nothing while the store still has articles from it (`swept: false`).
  *
  * Never throws for a bad item or an unavailable source (both are reported in the summary); store
  * errors do propagate, since continuing would lose writes silently.
@@ -92,16 +95,47 @@ export async function syncSource(
   };
   const known = new Map((await store.listArticleHashes(source.name)).map((h) => [h.articleId, h]));
   const seen = new Set<string>();
+  /** Files that failed, and folders (`sub/`, with the trailing slash) that could not be read. */
   const failedPaths = new Set<string>();
+  const failedDirs: string[] = [];
   let processed = 0;
+  const finish = (): SyncSummary => {
+    summary.seconds = Math.round(performance.now() - started) / 1000;
+    options.onProgress?.({ source: source.name, processed, done: true });
+    return summary;
+  };
 
+  // Only the source's own iteration is guarded: a source that throws is reported and deletes
+  // nothing, while store errors (a full disk, a lost connection) propagate to the caller.
+  let iterator: AsyncIterator<SourceItem>;
   try {
-    for await (const item of source.articles()) {
+    iterator = source.articles()[Symbol.asyncIterator]();
+  } catch (err) {
+    summary.sourceError = (err as Error).message;
+    return finish();
+  }
+  let exhausted = false;
+  try {
+    for (;;) {
+      let next: IteratorResult<SourceItem>;
+      try {
+        next = await iterator.next();
+      } catch (err) {
+        exhausted = true; // a generator that threw is finished; there is nothing to close
+        summary.sourceError = (err as Error).message;
+        return finish();
+      }
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
+      const item = next.value;
       processed++;
       if (!item.ok) {
         summary.failed++;
         summary.errors.push(item.error);
-        failedPaths.add(item.error.sourcePath);
+        if (item.error.sourcePath.endsWith('/')) failedDirs.push(item.error.sourcePath);
+        else failedPaths.add(item.error.sourcePath);
         options.onProgress?.({ source: source.name, processed });
         continue;
       }
@@ -130,21 +164,26 @@ export async function syncSource(
       }
       options.onProgress?.({ source: source.name, processed, article: article.sourcePath });
     }
-  } catch (err) {
-    summary.sourceError = (err as Error).message;
-    summary.seconds = (performance.now() - started) / 1000;
-    options.onProgress?.({ source: source.name, processed, done: true });
-    return summary;
+  } finally {
+    // Leaving early (a store error): let the source release its files and connections.
+    if (!exhausted) await iterator.return?.().catch(() => undefined);
   }
 
+  if (processed === 0 && known.size > 0) {
+    // An empty answer from a source that had articles looks like an unmounted share or an
+    // emptied export far more often than like a help center that deleted everything.
+    summary.sourceError = `source returned no articles; nothing deleted (${known.size} known)`;
+    return finish();
+  }
+
+  const spared = (sourcePath: string): boolean =>
+    failedPaths.has(sourcePath) || failedDirs.some((dir) => sourcePath.startsWith(dir));
   const gone = [...known.values()]
-    .filter((h) => !seen.has(h.articleId) && !failedPaths.has(h.sourcePath))
+    .filter((h) => !seen.has(h.articleId) && !spared(h.sourcePath))
     .map((h) => h.articleId);
   if (gone.length > 0) summary.deleted = await store.deleteArticles(source.name, gone);
   summary.swept = true;
-  summary.seconds = (performance.now() - started) / 1000;
-  options.onProgress?.({ source: source.name, processed, done: true });
-  return summary;
+  return finish();
 }
 
 /** One summary line, e.g. `examples: 3 added, 1 updated, 17 unchanged, 0 deleted, 0 failed; 12 chunks in 0.4 s`. */

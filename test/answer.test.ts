@@ -167,7 +167,10 @@ describe('answer()', () => {
   it('parses a trailing ESCALATE: line from any generator and hides it from the asker', async () => {
     const gen: Generator = {
       id: 'fake-llm',
-      generate: async () => ({ text: 'I can see a double charge here [1].\nESCALATE: billing dispute\n', cited: [1] }),
+      generate: async () => ({
+        text: 'I can see a double charge here [1].\nESCALATE: billing dispute\n',
+        cited: [1],
+      }),
     };
     const r = await answer('reset my password', { ...opts(), generator: gen });
     expect(r).toMatchObject({ escalated: true, escalationReason: 'billing dispute' });
@@ -264,6 +267,16 @@ describe('wantsHuman', () => {
 });
 
 describe('splitBlocks', () => {
+  it('keeps a loose list (blank lines between items, indented continuations) as one block', () => {
+    const blocks = splitBlocks(
+      'Steps:\n\n1. Open settings.\n\n2. Click **Mute**.\n\n   It turns grey.\n\n3. Done.\n\nAfter the list.',
+    );
+    expect(blocks.map((b) => b.kind)).toEqual(['prose', 'list', 'prose']);
+    expect(blocks[1]?.text).toContain('1. Open settings.');
+    expect(blocks[1]?.text).toContain('3. Done.');
+    expect(blocks[1]?.text).toContain('It turns grey.');
+  });
+
   it('keeps fenced code whole across blank lines and separates tables and lists', () => {
     const blocks = splitBlocks(
       'Intro:\n\n```py\n# a\n\nprint(1)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two',

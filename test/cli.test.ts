@@ -151,6 +151,22 @@ describe('supportbot CLI on embedded defaults', () => {
     expect(JSON.parse(r.stdout).retrieved).toHaveLength(2);
   });
 
+  it('search --source takes one name per flag and rejects unknown sources', () => {
+    const ok = cli(['search', '--source', 'examples', '--json', 'refund policy'], { cwd });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).hits.length).toBeGreaterThan(0);
+    const bad = cli(['search', '--source', 'nosuch', 'timeout'], { cwd });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: unknown source nosuch; configured: examples/);
+  });
+
+  it('a bad option value is a usage error (exit 2) with the usage text', () => {
+    const r = cli(['search', '-k', '0', 'x'], { cwd });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/expected a whole number from 1 to 100, got 0/);
+    expect(r.stderr).toMatch(/Usage: supportbot search/);
+  });
+
   it('unknown commands and sources fail clearly', () => {
     const unknown = cli(['frobnicate'], { cwd });
     expect(unknown.code).toBe(2);

@@ -1,9 +1,12 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, type Dirent, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../bot/cli/main.ts';
+import { Runtime } from '../bot/runtime.ts';
 import { answer } from '../core/answer.ts';
-import { folderSourceSchema } from '../core/config.ts';
+import { folderSourceSchema, loadConfig } from '../core/config.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { Source } from '../sync/source.ts';
@@ -137,5 +140,264 @@ describe('incremental sync', () => {
     const summary = await syncSource(flaky, store, { chunking });
     expect(summary).toMatchObject({ swept: false, deleted: 0, sourceError: 'connection reset' });
     expect((await store.stats()).articles).toBe(3);
+  });
+});
+
+/** A `readdir` for `createFolderSource` that fails with `code` for the folders in `failing` (relative to `root`). */
+function failingReaddir(root: string, failing: string[], code = 'EACCES') {
+  return async (dir: string): Promise<Dirent[]> => {
+    const relative = path.relative(root, dir).split(path.sep).join('/');
+    if (failing.includes(relative)) {
+      throw Object.assign(new Error(`${code}: permission denied, scandir '${dir}'`), { code });
+    }
+    return readdir(dir, { withFileTypes: true });
+  };
+}
+
+describe('sync safety', () => {
+  let tmp: string;
+  let store: SqliteKnowledgeStore;
+  beforeEach(() => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-sync-'));
+    store = SqliteKnowledgeStore.open(path.join(tmp, 'kb.sqlite'));
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** `src/top.md` and the three deleted-article v1 articles under `src/sub/`, synced once. */
+  async function syncedTree(): Promise<string> {
+    const src = path.join(tmp, 'src');
+    cpSync(path.join(CASE, 'v1'), path.join(src, 'sub'), { recursive: true });
+    writeFileSync(path.join(src, 'top.md'), '# Top article\n\nSomething at the top of the tree.\n');
+    const first = await syncSource(folder('kb', src), store, { chunking });
+    expect(first).toMatchObject({ added: 4, failed: 0, swept: true });
+    return src;
+  }
+
+  it('an unreadable subfolder is reported as sub/ and its articles are not deleted', async () => {
+    const src = await syncedTree();
+    rmSync(path.join(src, 'top.md'));
+    const source = createFolderSource(folderSourceSchema.parse({ type: 'folder', name: 'kb', path: src }), {
+      readdir: failingReaddir(src, ['sub']),
+    });
+    const summary = await syncSource(source, store, { chunking });
+    expect(summary.errors).toEqual([
+      { sourcePath: 'sub/', code: 'read-error', message: expect.stringContaining('EACCES') },
+    ]);
+    expect(summary.errors[0]?.message).toContain('sub/');
+    // top.md really was deleted; the three articles under the unreadable folder were spared.
+    expect(summary).toMatchObject({ deleted: 1, failed: 1, swept: true });
+    expect((await store.listArticleHashes('kb')).map((h) => h.sourcePath).sort()).toEqual([
+      'sub/change-email.md',
+      'sub/legacy-fax-support.md',
+      'sub/reset-password.md',
+    ]);
+    expect(formatSyncSummary(summary)).toContain('1 deleted, 1 failed');
+  });
+
+  it('an unreadable nested folder spares only what is under it', async () => {
+    const src = await syncedTree();
+    mkdirSync(path.join(src, 'sub', 'deeper'));
+    writeFileSync(path.join(src, 'sub', 'deeper', 'x.md'), '# Deeper\n\nNested article.\n');
+    await syncSource(folder('kb', src), store, { chunking });
+    rmSync(path.join(src, 'sub', 'reset-password.md'));
+    const source = createFolderSource(folderSourceSchema.parse({ type: 'folder', name: 'kb', path: src }), {
+      readdir: failingReaddir(src, ['sub/deeper'], 'EIO'),
+    });
+    const summary = await syncSource(source, store, { chunking });
+    expect(summary.errors.map((e) => [e.sourcePath, e.code])).toEqual([['sub/deeper/', 'read-error']]);
+    expect(summary.deleted).toBe(1);
+    const left = (await store.listArticleHashes('kb')).map((h) => h.sourcePath).sort();
+    expect(left).toEqual(['sub/change-email.md', 'sub/deeper/x.md', 'sub/legacy-fax-support.md', 'top.md']);
+  });
+
+  it('an unreadable root folder fails the source as a whole', async () => {
+    const src = await syncedTree();
+    const source = createFolderSource(folderSourceSchema.parse({ type: 'folder', name: 'kb', path: src }), {
+      readdir: failingReaddir(src, ['']),
+    });
+    const summary = await syncSource(source, store, { chunking });
+    expect(summary).toMatchObject({ swept: false, deleted: 0 });
+    expect(summary.sourceError).toMatch(/cannot be read.*EACCES/);
+    expect((await store.stats()).articles).toBe(4);
+  });
+
+  it('an empty root folder (an unmounted share) deletes nothing', async () => {
+    const src = await syncedTree();
+    rmSync(src, { recursive: true });
+    mkdirSync(src);
+    const summary = await syncSource(folder('kb', src), store, { chunking });
+    expect(summary).toMatchObject({
+      swept: false,
+      deleted: 0,
+      sourceError: 'source returned no articles; nothing deleted (4 known)',
+    });
+    expect((await store.stats()).articles).toBe(4);
+    // A source with nothing known and nothing found is simply empty, not failed.
+    const fresh = await syncSource(folder('other', src), store, { chunking });
+    expect(fresh).toMatchObject({ swept: true, deleted: 0 });
+    expect(fresh.sourceError).toBeUndefined();
+  });
+
+  it('a source with only unreadable items is still swept for what it lost', async () => {
+    const src = await syncedTree();
+    rmSync(path.join(src, 'sub'), { recursive: true });
+    writeFileSync(path.join(src, 'top.md'), Buffer.from([0xc3, 0x28, 0xff, 0x0a]));
+    const summary = await syncSource(folder('kb', src), store, { chunking });
+    expect(summary).toMatchObject({ swept: true, deleted: 3, failed: 1 });
+    expect((await store.listArticleHashes('kb')).map((h) => h.sourcePath)).toEqual(['top.md']);
+  });
+
+  it('store errors propagate instead of being reported as a source error', async () => {
+    const src = path.join(tmp, 'src');
+    cpSync(path.join(CASE, 'v1'), src, { recursive: true });
+    await syncSource(folder('kb', src), store, { chunking });
+    rmSync(src, { recursive: true });
+    cpSync(path.join(CASE, 'v2'), src, { recursive: true });
+    const full = new Proxy(store, {
+      get(target, key) {
+        if (key === 'upsertArticle') {
+          return async () => {
+            throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+          };
+        }
+        const value = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    let closed = false;
+    const real = folder('kb', src);
+    const watched: Source = {
+      name: 'kb',
+      type: 'folder',
+      async *articles() {
+        try {
+          yield* real.articles();
+        } finally {
+          closed = true;
+        }
+      },
+    };
+    await expect(syncSource(watched, full, { chunking })).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    expect(closed).toBe(true);
+    // Nothing was swept: the article gone from v2 is still there.
+    expect((await store.stats()).articles).toBe(3);
+  });
+});
+
+describe('configured sources only', () => {
+  let tmp: string;
+  let savedExitCode: typeof process.exitCode;
+  beforeEach(() => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-sync-'));
+    cpSync(path.join(CASE, 'v1'), path.join(tmp, 'old'), { recursive: true });
+    cpSync(path.join(CASE, 'v2'), path.join(tmp, 'kb'), { recursive: true });
+    savedExitCode = process.exitCode;
+  });
+  afterEach(() => {
+    process.exitCode = savedExitCode;
+    vi.restoreAllMocks();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  function config(names: string[]): string {
+    const file = path.join(tmp, 'supportbot.config.yaml');
+    const sources = names.map((n) => `  - { type: folder, name: ${n}, path: ./${n} }`).join('\n');
+    writeFileSync(file, `dataDir: ./data\nsources:\n${sources}\n`);
+    return file;
+  }
+
+  /** Runs the CLI in-process; resolves to its exit code and what it wrote. */
+  async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      stdout += String(chunk);
+      return true;
+    });
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      stderr += String(chunk);
+      return true;
+    });
+    process.exitCode = undefined;
+    try {
+      const code = await main([
+        'node',
+        'supportbot',
+        '--config',
+        path.join(tmp, 'supportbot.config.yaml'),
+        ...args,
+      ]);
+      return { code, stdout, stderr };
+    } finally {
+      out.mockRestore();
+      err.mockRestore();
+      process.exitCode = undefined;
+    }
+  }
+
+  async function storeStats() {
+    const store = SqliteKnowledgeStore.open(path.join(tmp, 'data', 'supportbot.sqlite'));
+    try {
+      return await store.stats();
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('a source removed from the config is neither searched nor cited', async () => {
+    config(['old', 'kb']);
+    expect((await cli(['sync'])).code).toBe(0);
+    // `sync kb` names its sources, so it prunes nothing.
+    config(['kb']);
+    expect((await cli(['sync', 'kb'])).stderr).not.toMatch(/pruned/);
+    expect((await storeStats()).sources).toMatchObject({ old: 3, kb: 2 });
+
+    const runtime = new Runtime(loadConfig({ cwd: tmp, env: {} }));
+    try {
+      const asked = await runtime.ask('fax invoices to extension 4471, or reset the password?');
+      expect(asked.retrieved.length).toBeGreaterThan(0);
+      expect(asked.retrieved.every((h) => h.chunk.source === 'kb')).toBe(true);
+      expect(asked.citations.every((c) => c.source === 'kb')).toBe(true);
+      // A caller's filter is narrowed to configured sources, never widened.
+      const narrowed = await runtime.ask('fax invoices extension 4471', [], { sources: ['old'] });
+      expect(narrowed.retrieved).toEqual([]);
+      const kept = await runtime.ask('reset password link', [], { sources: ['kb', 'old'] });
+      expect(kept.retrieved.every((h) => h.chunk.source === 'kb')).toBe(true);
+      expect(kept.retrieved.length).toBeGreaterThan(0);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('sync with no names prunes sources that are no longer configured', async () => {
+    config(['old', 'kb']);
+    await cli(['sync']);
+    config(['kb']);
+    const r = await cli(['sync']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('pruned source old: 3 articles deleted (no longer configured)\n');
+    expect((await storeStats()).sources).toEqual({ kb: 2 });
+    const again = await cli(['sync', '--json']);
+    expect(again.stderr).not.toMatch(/pruned/);
+    expect(JSON.parse(again.stdout)).toHaveLength(1);
+  });
+
+  it('ask syncs a newly configured source that has no articles yet, and only that one', async () => {
+    config(['kb']);
+    const first = await cli(['ask', '--json', 'reset password']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/syncing the configured sources first/);
+    config(['kb', 'old']);
+    const second = await cli(['ask', '--json', 'can I fax my invoice to extension 4471?']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/syncing the configured sources first/);
+    expect(second.stderr).toMatch(/^old: 3 added/m);
+    expect(second.stderr).not.toMatch(/^kb:/m);
+    expect(JSON.parse(second.stdout).citations[0]).toMatchObject({ source: 'old', articleId: '910002' });
+    const third = await cli(['ask', '--json', 'reset password']);
+    expect(third.stderr).not.toMatch(/syncing/);
   });
 });

@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../core/config.ts';
 import { SupportbotError } from '../../core/errors.ts';
 import type { AnswerResult, SearchHit } from '../../core/types.ts';
@@ -57,6 +57,11 @@ function hitJson(h: SearchHit) {
  * 0 success, 1 an error reported in one line on stderr, 2 a usage error.
  */
 export async function main(argv: string[]): Promise<number> {
+  // `supportbot search … | head` closes stdout early: stop quietly instead of an EPIPE stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   let runtime: Runtime | null = null;
   const open = (opts: GlobalOptions): Runtime => {
     const env = { ...process.env };
@@ -64,11 +69,19 @@ export async function main(argv: string[]): Promise<number> {
     runtime = new Runtime(loadConfig({ file: opts.config, env }));
     return runtime;
   };
-  /** First run: an empty store is filled from the configured sources before answering. */
+  /**
+   * First run, and first use of a newly configured source: every configured source without an
+   * article in the store is synced before answering (the others are left to `sync`).
+   */
   const ensureSynced = async (rt: Runtime) => {
-    if (!(await rt.isEmpty())) return;
-    process.stderr.write('The knowledge store is empty: syncing the configured sources first.\n');
-    printSummaries(await rt.sync([], { onProgress: syncProgressReporter() }));
+    const unsynced = await rt.unsyncedSources();
+    if (unsynced.length === 0) return;
+    process.stderr.write(
+      (await rt.isEmpty())
+        ? 'The knowledge store is empty: syncing the configured sources first.\n'
+        : `The knowledge store has no articles from ${unsynced.join(', ')} yet: syncing the configured sources first.\n`,
+    );
+    printSummaries(await rt.sync(unsynced, { onProgress: syncProgressReporter() }));
   };
 
   const program = new Command('supportbot')
@@ -93,6 +106,14 @@ export async function main(argv: string[]): Promise<number> {
       const summaries = await rt.sync(names, { force: opts.force, onProgress: syncProgressReporter() });
       if (opts.json) process.stdout.write(`${JSON.stringify(summaries, null, 2)}\n`);
       else printSummaries(summaries);
+      // A full sync also forgets sources removed from the config; a named one touches only those.
+      if (names.length === 0) {
+        for (const p of await rt.pruneUnconfigured()) {
+          process.stderr.write(
+            `pruned source ${p.source}: ${p.deleted} articles deleted (no longer configured)\n`,
+          );
+        }
+      }
       if (summaries.some((s) => s.sourceError)) process.exitCode = 1;
     });
 
@@ -101,13 +122,26 @@ export async function main(argv: string[]): Promise<number> {
     .description('search the knowledge store (BM25) and print the top chunks')
     .argument('<query...>', 'search text')
     .addOption(new Option('-k, --top-k <n>', 'number of results').default(5).argParser(positiveInt))
-    .option('--source <name...>', 'only these sources')
+    .option('--source <name>', 'only this source (repeat for more)', (v: string, acc: string[] = []) => [
+      ...acc,
+      v,
+    ])
     .option('--json', 'machine-readable output')
     .action(async (words: string[], opts: { topK: number; source?: string[]; json?: boolean }) => {
       const rt = open(globals());
       await ensureSynced(rt);
       const query = words.join(' ');
-      const hits = await rt.knowledge.search(query, { k: opts.topK, filter: { sources: opts.source } });
+      const unknown = (opts.source ?? []).filter((n) => !rt.sources.some((s) => s.name === n));
+      if (unknown.length > 0) {
+        throw new SupportbotError(
+          'unknown-source',
+          `unknown source ${unknown.join(', ')}; configured: ${rt.sources.map((s) => s.name).join(', ')}`,
+        );
+      }
+      const hits = await rt.knowledge.search(query, {
+        k: opts.topK,
+        filter: rt.scopeFilter({ sources: opts.source }),
+      });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ query, hits: hits.map(hitJson) }, null, 2)}\n`);
         return;
@@ -221,7 +255,8 @@ function printSummaries(summaries: SyncSummary[]): void {
 
 function positiveInt(value: string): number {
   const n = Number(value);
+  // InvalidArgumentError makes commander print the usage and exit 2, like any usage error.
   if (!Number.isInteger(n) || n < 1 || n > 100)
-    throw new SupportbotError('usage', `expected a whole number from 1 to 100, got ${value}`);
+    throw new InvalidArgumentError(`expected a whole number from 1 to 100, got ${value}`);
   return n;
 }

@@ -19,12 +19,23 @@ export function splitBlocks(markdown: string): Block[] {
   const lines = markdown.split('\n');
   const blocks: Block[] = [];
   let current: string[] = [];
+  let current0 = '';
   let fence: string | null = null;
   const flush = () => {
     const text = current.join('\n').trim();
+    current0 = current[0] ?? '';
     current = [];
     if (!text) return;
-    blocks.push({ text, kind: classify(text), order: blocks.length });
+    const kind = classify(text);
+    const prev = blocks[blocks.length - 1];
+    // A "loose" list has blank lines between its items, and indented paragraphs continue an
+    // item: keep the whole list one block, or a quote would start at step 3.
+    const continuesList = prev?.kind === 'list' && (kind === 'list' || /^\s{2,}\S/.test(current0));
+    if (prev && continuesList) {
+      prev.text = `${prev.text}\n\n${text}`;
+      return;
+    }
+    blocks.push({ text, kind, order: blocks.length });
   };
   for (const line of lines) {
     const marker = /^\s*(`{3,}|~{3,})/.exec(line)?.[1];
@@ -101,6 +112,8 @@ function condenseTable(table: string, weights: Map<string, number>, maxChars: nu
     keep.push(r);
     size += r.row.length + 1;
   }
+  // A header without rows says nothing; the caller then quotes something else.
+  if (keep.length === 0) return '';
   keep.sort((a, b) => a.i - b.i);
   return [...head, ...keep.map((r) => r.row)].join('\n');
 }
@@ -217,7 +230,8 @@ export class ExtractiveGenerator implements Generator {
         .reduce<string[]>((acc, block) => {
           const used = acc.join('\n\n').length;
           const room = share - used - 8;
-          if (room > 60) acc.push(condense(block, weights, room));
+          const piece = room > 60 ? condense(block, weights, room) : '';
+          if (piece) acc.push(piece);
           return acc;
         }, [])
         .join('\n\n');

@@ -13,7 +13,9 @@
  * A Markdown file holding nothing but a relative path to another `.md` file is a symlink that Git
  * checked out as text (Zulip's `integrations-overview.md`); it is reported as `symlink-stub`.
  * Anything else that throws on one file is reported as `parse-error`. Every error names the file
- * (`sourcePath`) and the walk goes on; only a missing root folder fails the whole source.
+ * (`sourcePath`) and the walk goes on. A folder that cannot be listed (permissions, I/O error) is
+ * reported as `read-error` with its path and a trailing slash (`sub/`), so that the sync keeps
+ * the articles it had from there; only a missing or unreadable root folder fails the whole source.
  *
  * Article fields: `id` is front matter `id` (as a string), else the path without extension;
  * `title` is front matter `title`, else the first H1, else the file name; `url` is front matter
@@ -24,11 +26,11 @@
  * → `Store Support`, `Shipping`); `accessGroups` from `accessGroups`/`access` (`public` = none);
  * `locale` from front matter `locale`/`lang` (or `<html lang>`), else the source's.
  */
-import { readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { type Dirent, readFileSync, realpath as realpathCallback } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isBinaryFile } from 'isbinaryfile';
-import { glob } from 'tinyglobby';
+import { type FileSystemAdapter, glob } from 'tinyglobby';
 import type { SourceConfig } from '../../core/config.ts';
 import { SupportbotError } from '../../core/errors.ts';
 import type { Article } from '../../core/types.ts';
@@ -48,9 +50,21 @@ import type { Source, SourceItem, SourceItemError } from '../source.ts';
 /** Git checks a symlink out as a one-line text file holding its target when symlinks are off. */
 const SYMLINK_STUB = /^\.{0,2}\/?(?:[\w.-]+\/)*[\w.-]+\.(?:md|mdx|html?)\s*$/;
 
-export function createFolderSource(config: SourceConfig): Source {
+export interface FolderSourceOptions {
+  /**
+   * Lists one folder (an absolute path) for the walk; defaults to `fs.promises.readdir` with
+   * `withFileTypes`. Tests inject failures here, since root ignores folder permissions.
+   */
+  readdir?: (dir: string) => Promise<Dirent[]>;
+}
+
+/** A `readdir` error that means the folder is gone (deleted during the walk), not unreadable. */
+const GONE = new Set(['ENOENT', 'ENOTDIR']);
+
+export function createFolderSource(config: SourceConfig, options: FolderSourceOptions = {}): Source {
   const root = path.resolve(config.path);
   const baseDialect = getDialect(config.dialect);
+  const listDir = options.readdir ?? ((dir: string) => readdir(dir, { withFileTypes: true }));
   return {
     name: config.name,
     type: 'folder',
@@ -62,13 +76,19 @@ export function createFolderSource(config: SourceConfig): Source {
           `source "${config.name}": folder ${root} ${rootStat ? 'is not a directory' : 'does not exist'}`,
         );
       }
-      const files = await glob(config.include, {
-        cwd: root,
-        ignore: [...config.exclude, ...baseDialect.exclude],
-        onlyFiles: true,
-        dot: false,
-      });
-      files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      const { files, unreadable } = await listFiles(root, config, baseDialect, listDir);
+      if (unreadable.has('')) {
+        throw new SupportbotError(
+          'source-unavailable',
+          `source "${config.name}": folder ${root} cannot be read: ${unreadable.get('')}`,
+        );
+      }
+      for (const [dir, reason] of [...unreadable].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        yield {
+          ok: false,
+          error: { sourcePath: dir, code: 'read-error', message: `cannot read folder ${dir}: ${reason}` },
+        };
+      }
       const cache = new Map<string, string | undefined>();
       const readSourceFile = (relativePath: string): string | undefined => {
         const absolute = path.resolve(root, relativePath);
@@ -88,6 +108,60 @@ export function createFolderSource(config: SourceConfig): Source {
       }
     },
   };
+}
+
+/**
+ * The source's files (relative, sorted) and the folders the glob could not list, as relative
+ * paths with a trailing slash (`''` for the root) → the error code. The glob skips unreadable
+ * folders silently, so its `readdir` is wrapped to record them; its `realpath` to map a symlinked
+ * folder, which the glob lists under its real path, back to the path of the link.
+ */
+async function listFiles(
+  root: string,
+  config: SourceConfig,
+  baseDialect: Dialect,
+  listDir: (dir: string) => Promise<Dirent[]>,
+): Promise<{ files: string[]; unreadable: Map<string, string> }> {
+  const unreadable = new Map<string, string>();
+  const linkOf = new Map<string, string>();
+  const withSlash = (p: string): string => (p.endsWith(path.sep) || p.endsWith('/') ? p : p + path.sep);
+  const record = (dir: string, err: NodeJS.ErrnoException): void => {
+    if (err.code && GONE.has(err.code)) return;
+    const logical = linkOf.get(withSlash(path.resolve(dir))) ?? path.resolve(dir);
+    const relative = path.relative(root, logical).split(path.sep).join('/');
+    unreadable.set(relative === '' ? '' : `${relative}/`, err.code ?? err.message.split('\n')[0] ?? 'error');
+  };
+  const adapter: FileSystemAdapter = {
+    readdir: ((dir: string, ...rest: unknown[]) => {
+      const callback = rest[rest.length - 1] as (
+        err: NodeJS.ErrnoException | null,
+        entries: Dirent[],
+      ) => void;
+      listDir(dir).then(
+        (entries) => callback(null, entries),
+        (err: NodeJS.ErrnoException) => {
+          record(dir, err);
+          callback(err, []);
+        },
+      );
+    }) as FileSystemAdapter['readdir'],
+    realpath: ((link: string, ...rest: unknown[]) => {
+      const callback = rest[rest.length - 1] as (err: NodeJS.ErrnoException | null, resolved: string) => void;
+      realpathCallback(link, (err, resolved) => {
+        if (!err && !linkOf.has(withSlash(resolved))) linkOf.set(withSlash(resolved), link);
+        callback(err, resolved);
+      });
+    }) as FileSystemAdapter['realpath'],
+  };
+  const files = await glob(config.include, {
+    cwd: root,
+    ignore: [...config.exclude, ...baseDialect.exclude],
+    onlyFiles: true,
+    dot: false,
+    fs: adapter,
+  });
+  files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { files, unreadable };
 }
 
 async function readArticle(
@@ -112,7 +186,7 @@ async function readArticle(
       `cannot read ${sourcePath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
   }
-  if (bytes.length > 0 && (await isBinaryFile(bytes, { size: bytes.length }))) {
+  if (bytes.length > 0 && (await isBinaryFile(bytes, bytes.length))) {
     return fail('binary-file', `${sourcePath} is a binary file, not text`);
   }
   let text: string;
