@@ -8,7 +8,9 @@ const PERSON = String.raw`(?:a |an |the |some |to |with )*(?:real |live |actual 
  */
 const ASKS_FOR_HUMAN: RegExp[] = [
   new RegExp(String.raw`\b(?:talk|speak|chat|get in touch)(?: to| with)? ${PERSON}\b`),
-  new RegExp(String.raw`\b(?:connect|transfer|put|escalate|pass|hand)(?: me| this| it)?(?: through| over| on)?(?: to| with)? ${PERSON}\b`),
+  new RegExp(
+    String.raw`\b(?:connect|transfer|put|escalate|pass|hand)(?: me| this| it)?(?: through| over| on)?(?: to| with)? ${PERSON}\b`,
+  ),
   /\b(?:real|live|actual) (?:human|person|agent)\b/,
   /^(?:human|agent|operator|representative|a human|a person)(?: please| pls)?[.!?]*$/,
   /\b(?:want|need|get) (?:a |an )?(?:human|person)(?: to help| please)?\s*[.!?]*$/,
