@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import type { StateStore } from '../../core/state-store.ts';
+import type { SyncSummary } from '../../sync/sync.ts';
+import { formatSyncSummary } from '../../sync/sync.ts';
+
+/** Subcommands of `/support`, the same on Slack and Discord. */
+export const SUBCOMMANDS = ['ask', 'sync', 'status', 'retrain', 'help'] as const;
+export type Subcommand = (typeof SUBCOMMANDS)[number];
+/** Subcommands only admins may run. */
+export const ADMIN_SUBCOMMANDS: ReadonlySet<Subcommand> = new Set(['sync', 'retrain']);
+
+export const HELP_TEXT = [
+  '*/support* — ask the help-center bot',
+  '• `/support ask <question>` — answer a question here',
+  '• `/support status` — what is indexed and running',
+  '• `/support sync [source]` — re-sync the help center now (admins)',
+  '• `/support retrain` — request a retrain of the tone/escalation adapter (admins)',
+  '• `/support help` — this text',
+  'Or mention the bot with your question.',
+].join('\n');
+
+export interface CommandInvocation {
+  /** Everything after `/support`, e.g. `sync zendesk`. */
+  text: string;
+  userId: string;
+  /** Whether the caller is allowed admin subcommands (the transport checks users and groups). */
+  isAdmin: boolean;
+}
+
+/** What the platform should do with a command's result. */
+export interface CommandReply {
+  /** Shown at once (within the platform's 3 s window). */
+  immediate: string;
+  /** Work that continues after the immediate reply; it reports through `progress`. */
+  followUp?: (progress: (text: string) => Promise<void>) => Promise<void>;
+}
+
+export interface SupportCommandDeps {
+  state: StateStore;
+  /** Runs a sync of the named sources (all when empty). */
+  sync: (names: string[]) => Promise<SyncSummary[]>;
+  /** Names of configured sources, for validation and help. */
+  sourceNames: () => string[];
+  /** One-paragraph status text. */
+  status: () => Promise<string>;
+  /** Answers a question and renders it as plain text for a command reply. */
+  ask: (question: string, userId: string) => Promise<string>;
+}
+
+/**
+ * Parses and runs one `/support` invocation, platform-neutral. Unknown subcommands and missing
+ * arguments get a one-line explanation with the help; admin-only subcommands refuse non-admins
+ * clearly. Long work (sync, ask) replies at once and reports progress through `followUp`; one
+ * sync or retrain runs at a time across replicas (a state-store lock).
+ */
+export async function runSupportCommand(
+  inv: CommandInvocation,
+  deps: SupportCommandDeps,
+): Promise<CommandReply> {
+  const [rawSub = 'help', ...rest] = inv.text.trim().split(/\s+/).filter(Boolean);
+  const sub = rawSub.toLowerCase();
+  if (!(SUBCOMMANDS as readonly string[]).includes(sub)) {
+    return { immediate: `Unknown subcommand \`${rawSub}\`.\n${HELP_TEXT}` };
+  }
+  const subcommand = sub as Subcommand;
+  if (ADMIN_SUBCOMMANDS.has(subcommand) && !inv.isAdmin) {
+    return {
+      immediate: `Sorry, \`/support ${subcommand}\` is for admins only. Ask a workspace admin of this bot to run it.`,
+    };
+  }
+  switch (subcommand) {
+    case 'help':
+      return { immediate: HELP_TEXT };
+    case 'status':
+      return { immediate: await deps.status() };
+    case 'ask': {
+      const question = rest.join(' ');
+      if (!question) return { immediate: 'Usage: `/support ask <question>`' };
+      return {
+        immediate: `Looking that up: _${question.slice(0, 200)}_`,
+        followUp: async (progress) => progress(await deps.ask(question, inv.userId)),
+      };
+    }
+    case 'sync': {
+      const known = deps.sourceNames();
+      const unknown = rest.filter((n) => !known.includes(n));
+      if (unknown.length > 0)
+        return { immediate: `Unknown source ${unknown.join(', ')}. Configured: ${known.join(', ')}.` };
+      const lock = await deps.state.acquireLock('job:sync', 30 * 60_000);
+      if (!lock) return { immediate: 'A sync is already running; I will not start a second one.' };
+      const jobId = randomUUID();
+      const startedAt = new Date().toISOString();
+      await deps.state.setJobStatus({
+        id: jobId,
+        kind: 'sync',
+        state: 'running',
+        startedAt,
+        requestedBy: inv.userId,
+      });
+      return {
+        immediate: `Sync started${rest.length ? ` for ${rest.join(', ')}` : ''} (job ${jobId.slice(0, 8)}). I'll report here when it is done.`,
+        followUp: async (progress) => {
+          try {
+            const summaries = await deps.sync(rest);
+            const failed = summaries.some((s) => s.sourceError);
+            await deps.state.setJobStatus({
+              id: jobId,
+              kind: 'sync',
+              state: failed ? 'failed' : 'succeeded',
+              startedAt,
+              finishedAt: new Date().toISOString(),
+              progress: 1,
+              requestedBy: inv.userId,
+              message: summaries.map(formatSyncSummary).join('; '),
+            });
+            await progress(
+              `Sync ${failed ? 'finished with errors' : 'done'}:\n${summaries.map(formatSyncSummary).join('\n')}`,
+            );
+          } catch (err) {
+            await deps.state.setJobStatus({
+              id: jobId,
+              kind: 'sync',
+              state: 'failed',
+              startedAt,
+              finishedAt: new Date().toISOString(),
+              requestedBy: inv.userId,
+              message: (err as Error).message,
+            });
+            await progress(`Sync failed: ${(err as Error).message}`);
+          } finally {
+            await deps.state.releaseLock(lock);
+          }
+        },
+      };
+    }
+    case 'retrain': {
+      // Training lands in a later release; until then the request is recorded for the admins.
+      const jobId = randomUUID();
+      await deps.state.setJobStatus({
+        id: jobId,
+        kind: 'retrain',
+        state: 'queued',
+        startedAt: new Date().toISOString(),
+        requestedBy: inv.userId,
+        message: 'recorded; adapter training is not available in this version yet',
+      });
+      return {
+        immediate: `Retrain request recorded (job ${jobId.slice(0, 8)}). Adapter training is not available in this version yet; the request is kept so it runs when it is.`,
+      };
+    }
+  }
+}
