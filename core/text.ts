@@ -6,7 +6,8 @@ import { eng } from 'stopword';
  * question scaffolding people type into chat ("how do I…", "can you…", "please").
  */
 const STOP = new Set([
-  ...eng,
+  // "on"/"off" decide between "turn on 2FA" and "turn off 2FA"; they stay topic words.
+  ...eng.filter((w) => w !== 'on' && w !== 'off'),
   ...[
     'how',
     'can',
