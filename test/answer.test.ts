@@ -47,6 +47,11 @@ const ARTICLES = [
     'Go to **Settings → API** and press **New key**. Use it in the header:\n\n```bash\n# keep the key secret\ncurl -H "Authorization: Bearer $KEY" https://api.example.com/v1/invoices\n```\n\nKeys can be revoked at any time.',
   ),
   article(
+    'two-factor',
+    'Two-factor authentication',
+    '## Turn on two-factor authentication\n\nOpen **Security** and select **Set up**, then scan the QR code.\n\n## Turn off two-factor authentication\n\nOpen **Security** and select **Turn off**, then confirm with a code.',
+  ),
+  article(
     'internal-refunds',
     'Refund approval (staff)',
     'Refunds above €500 need approval from a team lead.',
@@ -103,6 +108,14 @@ describe('answer()', () => {
     expect(r.citations[0]?.articleId).toBe('api-keys');
     expect((r.text.match(/```/g) ?? []).length % 2).toBe(0);
     expect(r.text).toContain('# keep the key secret');
+  });
+
+  it('tells "turn on" from "turn off"', async () => {
+    const on = await answer('How do I turn on two-factor authentication?', opts());
+    expect(on.text).toContain('Set up');
+    expect(on.text).not.toContain('Turn off');
+    const off = await answer('How do I turn off two-factor authentication?', opts());
+    expect(off.text).toContain('Turn off');
   });
 
   it('abstains on questions the help center does not answer, offering a human', async () => {
