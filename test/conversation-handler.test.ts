@@ -1,0 +1,163 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConversationHandler } from '../bot/conversation/handler.ts';
+import type { IncomingMessage, ReplyChannel } from '../bot/conversation/types.ts';
+import { SqliteStateStore } from '../core/state-store/sqlite.ts';
+import type { AnswerResult, Turn } from '../core/types.ts';
+
+const result = (text: string, extra: Partial<AnswerResult> = {}): AnswerResult => ({
+  text,
+  citations: [],
+  abstained: false,
+  escalated: false,
+  confidence: 0.9,
+  retrieved: [],
+  generator: 'extractive',
+  latencyMs: 1,
+  ...extra,
+});
+
+/** A ReplyChannel that records what would be posted and hands out Slack-like keys. */
+function recorder() {
+  const posts: { kind: string; text: string; keys?: string[] }[] = [];
+  let ts = 0;
+  const channel: ReplyChannel = {
+    async postAnswer(_m, r) {
+      const keys = [`C1:${++ts}.0`, `C1:${++ts}.0`];
+      posts.push({ kind: 'answer', text: r.text, keys });
+      return keys;
+    },
+    async postText(_m, text) {
+      posts.push({ kind: 'text', text });
+    },
+    async notifyEscalation(target, _m, reason) {
+      posts.push({ kind: 'escalation', text: `${target.channelId}: ${reason}` });
+    },
+  };
+  return { posts, channel };
+}
+
+const msg = (over: Partial<IncomingMessage> = {}): IncomingMessage => ({
+  platform: 'slack',
+  messageKey: 'C1:100.0',
+  workspaceId: 'T1',
+  channelId: 'C1',
+  threadKey: 'C1:100.0',
+  userId: 'U1',
+  text: 'how do I reset my password?',
+  isDirect: false,
+  ...over,
+});
+
+describe('ConversationHandler', () => {
+  let tmp: string;
+  let stateA: SqliteStateStore;
+  let stateB: SqliteStateStore;
+  beforeEach(() => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-handler-'));
+    stateA = SqliteStateStore.open(path.join(tmp, 'state.sqlite'));
+    stateB = SqliteStateStore.open(path.join(tmp, 'state.sqlite'));
+  });
+  afterEach(async () => {
+    await stateA.close();
+    await stateB.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const make = (
+    state: SqliteStateStore,
+    answer = async (q: string, _h: Turn[]) => result(`answer to ${q}`),
+    limits = {},
+  ) =>
+    new ConversationHandler({
+      answer,
+      state,
+      log: pino({ level: 'silent' }),
+      limits,
+      escalationFor: () => ({ channelId: 'ESC' }),
+    });
+
+  it('two replicas receiving one message three times answer it exactly once', async () => {
+    const rec = recorder();
+    const a = make(stateA);
+    const b = make(stateB);
+    const outcomes = await Promise.all([a, b, a, b, a, b].map((h) => h.handleMessage(msg(), rec.channel)));
+    expect(outcomes.filter((o) => o.kind === 'answered')).toHaveLength(1);
+    expect(outcomes.filter((o) => o.kind === 'duplicate')).toHaveLength(5);
+    expect(rec.posts.filter((p) => p.kind === 'answer')).toHaveLength(1);
+  });
+
+  it('maps every posted message to the answer; a changed rating counts once; other messages are ignored', async () => {
+    const rec = recorder();
+    const h = make(stateA);
+    const out = await h.handleMessage(msg(), rec.channel);
+    if (out.kind !== 'answered') throw new Error(out.kind);
+    const [first, last] = rec.posts[0]?.keys ?? [];
+    // After a "restart": a second handler on another connection resolves the reaction.
+    const restarted = make(stateB);
+    await restarted.handleRating({ platform: 'slack', messageKey: last as string, userId: 'U1', value: 1 });
+    await restarted.handleRating({
+      platform: 'slack',
+      messageKey: last as string,
+      userId: 'U1',
+      value: null,
+      onlyIfCurrent: 1,
+    });
+    await restarted.handleRating({ platform: 'slack', messageKey: first as string, userId: 'U1', value: -1 });
+    await restarted.handleRating({ platform: 'slack', messageKey: last as string, userId: 'U2', value: 1 });
+    // Removing a 👍 that is no longer the current rating leaves the 👎 alone.
+    await restarted.handleRating({
+      platform: 'slack',
+      messageKey: last as string,
+      userId: 'U1',
+      value: null,
+      onlyIfCurrent: 1,
+    });
+    expect(await stateA.ratingSummary(out.answerId)).toEqual({ up: 1, down: 1 });
+    expect(
+      await restarted.handleRating({ platform: 'slack', messageKey: 'C1:999.0', userId: 'U1', value: 1 }),
+    ).toEqual({ kind: 'ignored' });
+    expect((await stateA.getAnswer(out.answerId))?.messageKeys).toEqual([first, last]);
+  });
+
+  it('passes the thread history to follow-ups and escalates when the asker writes again after a 👎', async () => {
+    const rec = recorder();
+    const seen: Turn[][] = [];
+    const h = make(stateA, async (q, history) => {
+      seen.push(history);
+      return result(`answer to ${q}`);
+    });
+    const first = await h.handleMessage(msg(), rec.channel);
+    if (first.kind !== 'answered') throw new Error(first.kind);
+    await h.handleRating({
+      platform: 'slack',
+      messageKey: rec.posts[0]?.keys?.[0] as string,
+      userId: 'U1',
+      value: -1,
+    });
+    const second = await h.handleMessage(
+      msg({ messageKey: 'C1:101.0', text: 'that did not work' }),
+      rec.channel,
+    );
+    expect(second).toMatchObject({ kind: 'answered', escalated: true });
+    expect(seen[1]?.map((t) => t.role)).toEqual(['user', 'assistant']);
+    expect(rec.posts.some((p) => p.kind === 'escalation' && p.text.startsWith('ESC:'))).toBe(true);
+  });
+
+  it('rate-limits a user politely and times out slow answers', async () => {
+    const rec = recorder();
+    const h = make(stateA, undefined, { perUser: 1 });
+    await h.handleMessage(msg(), rec.channel);
+    const limited = await h.handleMessage(msg({ messageKey: 'C1:102.0' }), rec.channel);
+    expect(limited.kind).toBe('rate-limited');
+    const slow = make(stateB, () => new Promise((r) => setTimeout(() => r(result('late')), 500)), {
+      answerTimeoutMs: 50,
+    });
+    const out = await slow.handleMessage(msg({ messageKey: 'C1:103.0', userId: 'U9' }), rec.channel);
+    expect(out).toEqual({ kind: 'failed', error: 'timeout' });
+    expect(rec.posts.some((p) => p.text.includes('late'))).toBe(false);
+  });
+});
