@@ -2,6 +2,7 @@ import path from 'node:path';
 import { type Logger, pino } from 'pino';
 import { answer } from '../core/answer.ts';
 import type { Config } from '../core/config.ts';
+import { SupportbotError } from '../core/errors.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
@@ -37,6 +38,20 @@ export class Runtime {
   }
 
   /**
+   * @throws SupportbotError `unknown-source` when a name is not a configured source, naming the
+   *   configured ones.
+   */
+  checkSourceNames(names: string[]): void {
+    const unknown = names.filter((n) => !this.sources.some((s) => s.name === n));
+    if (unknown.length > 0) {
+      throw new SupportbotError(
+        'unknown-source',
+        `unknown source ${unknown.join(', ')}; configured: ${this.sources.map((s) => s.name).join(', ')}`,
+      );
+    }
+  }
+
+  /**
    * Syncs the named sources (all when `names` is empty).
    * @throws SupportbotError `unknown-source` naming the configured sources.
    */
@@ -44,18 +59,12 @@ export class Runtime {
     names: string[] = [],
     options: { force?: boolean; onProgress?: (p: SyncProgress) => void } = {},
   ): Promise<SyncSummary[]> {
-    const unknown = names.filter((n) => !this.sources.some((s) => s.name === n));
-    if (unknown.length > 0) {
-      const { SupportbotError } = await import('../core/errors.ts');
-      throw new SupportbotError(
-        'unknown-source',
-        `unknown source ${unknown.join(', ')}; configured: ${this.sources.map((s) => s.name).join(', ')}`,
-      );
-    }
+    this.checkSourceNames(names);
     const summaries: SyncSummary[] = [];
     for (const source of this.sources.filter((s) => names.length === 0 || names.includes(s.name))) {
       const summary = await syncSource(source, this.knowledge, { chunking: this.chunking, ...options });
-      for (const e of summary.errors) this.log.warn({ source: source.name, ...e }, 'skipped a file');
+      // Callers print the summary with its errors; the log keeps the detail without repeating it on stderr.
+      for (const e of summary.errors) this.log.debug({ source: source.name, ...e }, 'skipped a file');
       summaries.push(summary);
     }
     return summaries;

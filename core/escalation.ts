@@ -1,4 +1,4 @@
-const PERSON = String.raw`(?:a |an |the |some |to |with )*(?:real |live |actual )?(?:human(?!-)|person|someone|somebody|agent|representative|rep|operator|staff(?: member)?|support(?: team| staff| agent)?|team member)`;
+const PERSON = `(?:a |an |the |some |to |with )*(?:real |live |actual )?(?:human(?!-)|person|someone|somebody|agent|representative|rep|operator|staff(?: member)?|support(?: team| staff| agent)?|team member)`;
 
 /**
  * Phrasings of "I want a person, not the bot". Each needs both a contact verb and a person, in

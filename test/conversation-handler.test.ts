@@ -6,19 +6,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConversationHandler } from '../bot/conversation/handler.ts';
 import type { IncomingMessage, ReplyChannel } from '../bot/conversation/types.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
-import type { AnswerResult, Turn } from '../core/types.ts';
+import type { Turn } from '../core/types.ts';
+import { makeAnswerResult } from './helpers/answer-result.ts';
 
-const result = (text: string, extra: Partial<AnswerResult> = {}): AnswerResult => ({
-  text,
-  citations: [],
-  abstained: false,
-  escalated: false,
-  confidence: 0.9,
-  retrieved: [],
-  generator: 'extractive',
-  latencyMs: 1,
-  ...extra,
-});
+const result = makeAnswerResult;
 
 /** A ReplyChannel that records what would be posted and hands out Slack-like keys. */
 function recorder() {

@@ -10,6 +10,7 @@ import { MIN_SPLIT_CHARS, splitMarkdown } from '../bot/render/split.ts';
 import { answerToSlackMessages, type SlackMessage } from '../bot/slack/blocks.ts';
 import { SupportbotError } from '../core/errors.ts';
 import type { AnswerResult, Citation } from '../core/types.ts';
+import { makeAnswerResult } from './helpers/answer-result.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Oracles, written independently of the splitter: a line scanner for top-level fences (CommonMark rules
@@ -202,19 +203,7 @@ function expectValidSplit(input: string, maxChars: number, pieces = splitMarkdow
 // ---------------------------------------------------------------------------------------------------------
 // Fixtures
 
-function answer(text: string, overrides: Partial<AnswerResult> = {}): AnswerResult {
-  return {
-    text,
-    citations: [],
-    abstained: false,
-    escalated: false,
-    confidence: 0.9,
-    retrieved: [],
-    generator: 'extractive',
-    latencyMs: 12,
-    ...overrides,
-  };
-}
+const answer = makeAnswerResult;
 
 const citations: Citation[] = [
   {

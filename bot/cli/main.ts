@@ -131,13 +131,7 @@ export async function main(argv: string[]): Promise<number> {
       const rt = open(globals());
       await ensureSynced(rt);
       const query = words.join(' ');
-      const unknown = (opts.source ?? []).filter((n) => !rt.sources.some((s) => s.name === n));
-      if (unknown.length > 0) {
-        throw new SupportbotError(
-          'unknown-source',
-          `unknown source ${unknown.join(', ')}; configured: ${rt.sources.map((s) => s.name).join(', ')}`,
-        );
-      }
+      rt.checkSourceNames(opts.source ?? []);
       const hits = await rt.knowledge.search(query, {
         k: opts.topK,
         filter: rt.scopeFilter({ sources: opts.source }),
