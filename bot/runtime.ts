@@ -5,6 +5,7 @@ import type { Config } from '../core/config.ts';
 import { SupportbotError } from '../core/errors.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
+import { RedisStateStore } from '../core/state-store/redis.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import type { StateStore } from '../core/state-store.ts';
 import { cl100kTokenizer, type Tokenizer } from '../core/tokenizer.ts';
@@ -25,12 +26,33 @@ export class Runtime {
   readonly tokenizer: Tokenizer = cl100kTokenizer;
   readonly log: Logger;
 
-  constructor(readonly config: Config & { configFile?: string | null }) {
+  /**
+   * Builds the runtime over the embedded SQLite stores, or over a given state store (see `open`).
+   * @throws SupportbotError from the stores (e.g. an unwritable data dir).
+   */
+  constructor(
+    readonly config: Config & { configFile?: string | null },
+    stores: { state?: StateStore } = {},
+  ) {
     this.log = pino({ level: config.log.level, base: undefined }, pino.destination(2));
     const file = path.join(config.dataDir, 'supportbot.sqlite');
     this.knowledge = SqliteKnowledgeStore.open(file);
-    this.state = SqliteStateStore.open(file);
+    this.state = stores.state ?? SqliteStateStore.open(file);
     this.sources = config.sources.map((s) => createFolderSource(s));
+  }
+
+  /**
+   * The runtime for a config, connecting to Redis for the state store when `state.redisUrl`
+   * (`REDIS_URL`) is set — what several replicas share — and to the embedded SQLite file
+   * otherwise.
+   * @throws SupportbotError `store-unavailable` when Redis does not answer.
+   */
+  static async open(config: Config & { configFile?: string | null }): Promise<Runtime> {
+    if (!config.state.redisUrl) return new Runtime(config);
+    const state = await RedisStateStore.connect(config.state.redisUrl, {
+      keyPrefix: config.state.redisKeyPrefix,
+    });
+    return new Runtime(config, { state });
   }
 
   get chunking(): ChunkOptions {
@@ -110,8 +132,14 @@ export class Runtime {
   }
 
   /** `core.answer()` with this runtime's store and settings, over the configured sources only. */
-  ask(question: string, history: Turn[] = [], filter?: SearchFilter): Promise<AnswerResult> {
+  ask(
+    question: string,
+    history: Turn[] = [],
+    filter?: SearchFilter,
+    signal?: AbortSignal,
+  ): Promise<AnswerResult> {
     return answer(question, {
+      signal,
       store: this.knowledge,
       topK: this.config.retrieval.topK,
       abstainThreshold: this.config.answer.abstainThreshold,
@@ -119,6 +147,58 @@ export class Runtime {
       filter: this.scopeFilter(filter),
       history,
     });
+  }
+
+  /**
+   * What `supportbot status` and `/support status` show: configuration in use, store contents,
+   * and the latest jobs (sync, retrain) from the state store. `lines` is the human rendering.
+   */
+  async status() {
+    const stats = await this.knowledge.stats();
+    const jobs = await this.state.listJobs({ limit: 5 });
+    const status = {
+      configFile: this.config.configFile ?? null,
+      dataDir: this.config.dataDir,
+      knowledgeStore: this.knowledge.id,
+      stateStore: this.state.id,
+      retrieval: 'BM25 (SQLite FTS5); no embedding model configured',
+      generator: 'extractive (no LLM)',
+      tokenizer: this.tokenizer.id,
+      sources: this.config.sources.map((s) => ({
+        name: s.name,
+        type: s.type,
+        path: s.path,
+        dialect: s.dialect,
+        articles: stats.sources[s.name] ?? 0,
+      })),
+      articles: stats.articles,
+      chunks: stats.chunks,
+      jobs: jobs.map((j) => ({
+        id: j.id,
+        kind: j.kind,
+        state: j.state,
+        startedAt: j.startedAt,
+        finishedAt: j.finishedAt ?? null,
+        message: j.message ?? null,
+      })),
+    };
+    const lines = [
+      `config:     ${status.configFile ?? '(none: embedded defaults)'}`,
+      `data dir:   ${status.dataDir}`,
+      `store:      ${status.knowledgeStore}`,
+      `state:      ${status.stateStore}`,
+      `retrieval:  ${status.retrieval}`,
+      `generator:  ${status.generator}`,
+      `indexed:    ${status.articles} articles, ${status.chunks} chunks`,
+      ...status.sources.map(
+        (s) => `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.path}: ${s.articles} articles`,
+      ),
+      ...status.jobs.map(
+        (j) =>
+          `job:        ${j.kind} ${j.state} since ${j.startedAt}${j.finishedAt ? `, finished ${j.finishedAt}` : ''}${j.message ? ` — ${j.message}` : ''}`,
+      ),
+    ];
+    return { ...status, lines };
   }
 
   async close(): Promise<void> {

@@ -31,6 +31,118 @@ export const folderSourceSchema = z
   })
   .strict();
 
+/** Where escalations go: a channel id and who to mention there (platform mention syntax). */
+const escalationTargetSchema = z
+  .object({
+    channel: z.string().min(1),
+    /** Slack `<!subteam^S123>` / `<@U123>`, Discord `<@&role>` / `<@user>`. */
+    mention: z.string().optional(),
+  })
+  .strict();
+
+/**
+ * Escalation routing for one platform: `default` for every workspace/guild, overridden per
+ * workspace (Slack team id / Discord guild id) and per channel (most specific wins: a channel
+ * inside its workspace, then the workspace, then a channel anywhere, then `default`). With no
+ * target the asker is still told that a person is needed; nobody is notified.
+ */
+const escalationRoutingSchema = z
+  .object({
+    default: escalationTargetSchema.optional(),
+    workspaces: z
+      .record(
+        z.string(),
+        escalationTargetSchema
+          .partial({ channel: true })
+          .extend({ channels: z.record(z.string(), escalationTargetSchema).default({}) })
+          .strict(),
+      )
+      .default({}),
+    channels: z.record(z.string(), escalationTargetSchema).default({}),
+  })
+  .strict()
+  .default({ workspaces: {}, channels: {} });
+
+const adminsSchema = z
+  .object({
+    /** Platform user ids allowed admin subcommands (`/support sync`, `retrain`). */
+    users: z.array(z.string()).default([]),
+    /** Slack user-group ids (`S…`) or Discord role ids whose members are admins. */
+    groups: z.array(z.string()).default([]),
+  })
+  .strict()
+  .default({ users: [], groups: [] });
+
+/** Settings shared by both chat platforms; tokens normally come from the environment. */
+const platformBase = {
+  admins: adminsSchema,
+  escalation: escalationRoutingSchema,
+};
+
+export const slackSchema = z
+  .object({
+    ...platformBase,
+    /** `SLACK_BOT_TOKEN` (`xoxb-…`). Slack starts in `serve` when this is set. */
+    botToken: z.string().optional(),
+    /** `SLACK_SIGNING_SECRET`: required for the HTTP receiver. */
+    signingSecret: z.string().optional(),
+    /** `SLACK_APP_TOKEN` (`xapp-…`): Socket Mode instead of the HTTP receiver. */
+    appToken: z.string().optional(),
+    /** `SLACK_API_URL`: Web API base (proxies, tests). */
+    apiUrl: z.string().url().optional(),
+    /** Reaction names (without colons) counted as ratings; skin tones are ignored. */
+    reactions: z
+      .object({
+        up: z.array(z.string().min(1)).default(['+1', 'thumbsup']),
+        down: z.array(z.string().min(1)).default(['-1', 'thumbsdown']),
+      })
+      .strict()
+      .default({ up: ['+1', 'thumbsup'], down: ['-1', 'thumbsdown'] }),
+  })
+  .strict()
+  .superRefine((slack, ctx) => {
+    if (slack.botToken && !slack.appToken && !slack.signingSecret) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['signingSecret'],
+        message:
+          'SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN for the HTTP receiver (or set SLACK_APP_TOKEN for Socket Mode)',
+      });
+    }
+  });
+
+export const discordSchema = z
+  .object({
+    ...platformBase,
+    /** `DISCORD_TOKEN`: Discord starts in `serve` when this is set. */
+    token: z.string().optional(),
+    /** `DISCORD_API_URL`: REST base (tests, proxies). */
+    apiUrl: z.string().url().optional(),
+    /** Application id for command registration; read from the token's application when unset. */
+    applicationId: z.string().optional(),
+    /** Unicode emoji (or custom emoji names) counted as ratings. */
+    reactions: z
+      .object({
+        up: z.array(z.string().min(1)).default(['👍']),
+        down: z.array(z.string().min(1)).default(['👎']),
+      })
+      .strict()
+      .default({ up: ['👍'], down: ['👎'] }),
+  })
+  .strict();
+
+/** Conversation limits (see `bot/conversation/handler.ts`); times in seconds. */
+const limitsSchema = z
+  .object({
+    perUser: z.number().int().min(1).default(10),
+    rateWindowSeconds: z.number().min(1).default(60),
+    maxConcurrent: z.number().int().min(1).max(256).default(4),
+    answerTimeoutSeconds: z.number().min(1).max(600).default(30),
+    maxQuestionChars: z.number().int().min(100).max(40_000).default(4000),
+    historyTurns: z.number().int().min(0).max(100).default(10),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
@@ -68,6 +180,28 @@ export const configSchema = z
       })
       .strict()
       .default({ abstainThreshold: 0.4, maxAnswerChars: 900 }),
+    slack: slackSchema.prefault({}),
+    discord: discordSchema.prefault({}),
+    bot: z
+      .object({ limits: limitsSchema.prefault({}) })
+      .strict()
+      .prefault({}),
+    state: z
+      .object({
+        /** `REDIS_URL`: shared state for several replicas; the embedded SQLite file otherwise. */
+        redisUrl: z.string().optional(),
+        /** Key prefix in Redis, so several bots can share one server. */
+        redisKeyPrefix: z.string().default('supportbot:'),
+      })
+      .strict()
+      .prefault({}),
+    server: z
+      .object({
+        /** `PORT`: the Slack HTTP receiver and `/healthz`. */
+        port: z.number().int().min(0).max(65535).default(3000),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('warn') })
       .strict()
@@ -116,6 +250,15 @@ const ENV_KEYS: Record<string, { key: string[]; type: 'string' | 'number' }> = {
   CHUNK_OVERLAP_TOKENS: { key: ['chunking', 'overlapTokens'], type: 'number' },
   RETRIEVAL_TOP_K: { key: ['retrieval', 'topK'], type: 'number' },
   ABSTAIN_THRESHOLD: { key: ['answer', 'abstainThreshold'], type: 'number' },
+  SLACK_BOT_TOKEN: { key: ['slack', 'botToken'], type: 'string' },
+  SLACK_SIGNING_SECRET: { key: ['slack', 'signingSecret'], type: 'string' },
+  SLACK_APP_TOKEN: { key: ['slack', 'appToken'], type: 'string' },
+  SLACK_API_URL: { key: ['slack', 'apiUrl'], type: 'string' },
+  DISCORD_TOKEN: { key: ['discord', 'token'], type: 'string' },
+  DISCORD_API_URL: { key: ['discord', 'apiUrl'], type: 'string' },
+  DISCORD_APPLICATION_ID: { key: ['discord', 'applicationId'], type: 'string' },
+  REDIS_URL: { key: ['state', 'redisUrl'], type: 'string' },
+  PORT: { key: ['server', 'port'], type: 'number' },
 };
 
 const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;

@@ -188,3 +188,37 @@ describe('loadConfig', () => {
     expect(configSchema.parse({}).chunking).toEqual({ maxTokens: 300, overlapTokens: 30 });
   });
 });
+
+describe('chat platform settings', () => {
+  it('take tokens, Redis and the port from the standard environment names', () => {
+    const config = loadConfig({
+      cwd: tmpdir(),
+      env: {
+        SLACK_BOT_TOKEN: 'xoxb-1',
+        SLACK_APP_TOKEN: 'xapp-1',
+        SLACK_API_URL: 'http://127.0.0.1:9/api/',
+        DISCORD_TOKEN: 'd-1',
+        DISCORD_API_URL: 'http://127.0.0.1:9/api',
+        REDIS_URL: 'redis://127.0.0.1:6379/2',
+        PORT: '8080',
+      },
+    });
+    expect(config.slack).toMatchObject({
+      botToken: 'xoxb-1',
+      appToken: 'xapp-1',
+      apiUrl: 'http://127.0.0.1:9/api/',
+    });
+    expect(config.slack.reactions).toEqual({ up: ['+1', 'thumbsup'], down: ['-1', 'thumbsdown'] });
+    expect(config.discord).toMatchObject({ token: 'd-1', apiUrl: 'http://127.0.0.1:9/api' });
+    expect(config.discord.reactions).toEqual({ up: ['👍'], down: ['👎'] });
+    expect(config.state.redisUrl).toBe('redis://127.0.0.1:6379/2');
+    expect(config.server.port).toBe(8080);
+    expect(config.bot.limits).toMatchObject({ perUser: 10, maxConcurrent: 4, answerTimeoutSeconds: 30 });
+  });
+
+  it('a Slack bot token without a signing secret or app token is an error naming what to set', () => {
+    const err = loadError({ cwd: tmpdir(), env: { SLACK_BOT_TOKEN: 'xoxb-1' } });
+    expect(err.message).toContain('SLACK_SIGNING_SECRET is required');
+    expect(loadError({ cwd: tmpdir(), env: { PORT: 'eighty' } }).message).toMatch(/^invalid value for PORT/);
+  });
+});

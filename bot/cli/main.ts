@@ -6,6 +6,7 @@ import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
 import { runConsole } from '../console/console.ts';
 import { formatAnswer } from '../console/format.ts';
 import { Runtime } from '../runtime.ts';
+import { configuredPlatforms, startBot } from '../serve.ts';
 import { syncProgressReporter } from './progress.ts';
 
 interface GlobalOptions {
@@ -63,10 +64,10 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   });
   let runtime: Runtime | null = null;
-  const open = (opts: GlobalOptions): Runtime => {
+  const open = async (opts: GlobalOptions): Promise<Runtime> => {
     const env = { ...process.env };
     if (opts.dataDir) env.DATA_DIR = opts.dataDir;
-    runtime = new Runtime(loadConfig({ file: opts.config, env }));
+    runtime = await Runtime.open(loadConfig({ file: opts.config, env }));
     return runtime;
   };
   /**
@@ -102,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--force', 're-chunk every article even when unchanged')
     .option('--json', 'print the summaries as JSON')
     .action(async (names: string[], opts: { force?: boolean; json?: boolean }) => {
-      const rt = open(globals());
+      const rt = await open(globals());
       const summaries = await rt.sync(names, { force: opts.force, onProgress: syncProgressReporter() });
       if (opts.json) process.stdout.write(`${JSON.stringify(summaries, null, 2)}\n`);
       else printSummaries(summaries);
@@ -128,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
     ])
     .option('--json', 'machine-readable output')
     .action(async (words: string[], opts: { topK: number; source?: string[]; json?: boolean }) => {
-      const rt = open(globals());
+      const rt = await open(globals());
       await ensureSynced(rt);
       const query = words.join(' ');
       rt.checkSourceNames(opts.source ?? []);
@@ -156,7 +157,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<question...>', 'the question')
     .option('--json', 'machine-readable output')
     .action(async (words: string[], opts: { json?: boolean }) => {
-      const rt = open(globals());
+      const rt = await open(globals());
       await ensureSynced(rt);
       const question = words.join(' ');
       const result = await rt.ask(question);
@@ -165,7 +166,7 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   const consoleCommand = async () => {
-    const rt = open(globals());
+    const rt = await open(globals());
     await ensureSynced(rt);
     await runConsole(rt, { input: process.stdin, output: process.stdout });
   };
@@ -175,10 +176,29 @@ export async function main(argv: string[]): Promise<number> {
     .action(consoleCommand);
   program
     .command('serve')
-    .description('run the bot (the console chat until Slack/Discord credentials are configured)')
+    .description(
+      'run the bot: Slack when SLACK_BOT_TOKEN is set, Discord when DISCORD_TOKEN is set, else the console chat',
+    )
     .action(async () => {
-      process.stderr.write('No Slack or Discord credentials set: serving the console chat.\n');
-      await consoleCommand();
+      const rt = await open(globals());
+      const platforms = configuredPlatforms(rt.config);
+      if (!platforms.slack && !platforms.discord) {
+        process.stderr.write('No Slack or Discord credentials set: serving the console chat.\n');
+        await ensureSynced(rt);
+        await runConsole(rt, { input: process.stdin, output: process.stdout });
+        return;
+      }
+      await ensureSynced(rt);
+      const bot = await startBot(rt);
+      const names = Object.entries(platforms)
+        .filter(([, on]) => on)
+        .map(([name]) => name);
+      process.stderr.write(
+        `supportbot serving ${names.join(' and ')}; health on http://localhost:${bot.port}/healthz (Ctrl-C or SIGTERM to stop)\n`,
+      );
+      await waitForShutdownSignal();
+      process.stderr.write('Stopping: finishing the answers in progress…\n');
+      await bot.stop();
     });
 
   program
@@ -186,41 +206,10 @@ export async function main(argv: string[]): Promise<number> {
     .description('show the configuration in use and what the stores hold')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
-      const rt = open(globals());
-      const stats = await rt.knowledge.stats();
-      const status = {
-        configFile: rt.config.configFile ?? null,
-        dataDir: rt.config.dataDir,
-        knowledgeStore: rt.knowledge.id,
-        retrieval: 'BM25 (SQLite FTS5); no embedding model configured',
-        generator: 'extractive (no LLM)',
-        tokenizer: rt.tokenizer.id,
-        sources: rt.config.sources.map((s) => ({
-          name: s.name,
-          type: s.type,
-          path: s.path,
-          dialect: s.dialect,
-          articles: stats.sources[s.name] ?? 0,
-        })),
-        articles: stats.articles,
-        chunks: stats.chunks,
-      };
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
-        return;
-      }
-      const lines = [
-        `config:     ${status.configFile ?? '(none: embedded defaults)'}`,
-        `data dir:   ${status.dataDir}`,
-        `store:      ${status.knowledgeStore}`,
-        `retrieval:  ${status.retrieval}`,
-        `generator:  ${status.generator}`,
-        `indexed:    ${status.articles} articles, ${status.chunks} chunks`,
-        ...status.sources.map(
-          (s) => `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.path}: ${s.articles} articles`,
-        ),
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      const rt = await open(globals());
+      const { lines, ...status } = await rt.status();
+      if (opts.json) process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      else process.stdout.write(`${lines.join('\n')}\n`);
     });
 
   try {
@@ -253,4 +242,19 @@ function positiveInt(value: string): number {
   if (!Number.isInteger(n) || n < 1 || n > 100)
     throw new InvalidArgumentError(`expected a whole number from 1 to 100, got ${value}`);
   return n;
+}
+
+/** Resolves on the first SIGTERM or SIGINT (a second one exits at once). */
+function waitForShutdownSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const onSignal = () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      process.once('SIGTERM', () => process.exit(1));
+      process.once('SIGINT', () => process.exit(130));
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
 }

@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Runtime } from '../bot/runtime.ts';
+import { configuredPlatforms, startBot } from '../bot/serve.ts';
+import { loadConfig, PACKAGE_ROOT } from '../core/config.ts';
+
+const BIN = path.join(PACKAGE_ROOT, 'bin', 'supportbot.mjs');
+const SLACK_ENV = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: 'test-secret' };
+
+describe('serve', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-serve-'));
+  });
+  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('chooses platforms from the tokens', () => {
+    const at = (env: Record<string, string>) => configuredPlatforms(loadConfig({ cwd: tmp, env }));
+    expect(at({})).toEqual({ slack: false, discord: false });
+    expect(at(SLACK_ENV)).toEqual({ slack: true, discord: false });
+    expect(at({ DISCORD_TOKEN: 'x' })).toEqual({ slack: false, discord: true });
+    expect(at({ ...SLACK_ENV, DISCORD_TOKEN: 'x' })).toEqual({ slack: true, discord: true });
+  });
+
+  it('serves /healthz beside the Slack receiver: 200 while the stores answer, 503 when one is down', async () => {
+    const rt = await Runtime.open(loadConfig({ cwd: tmp, env: { ...SLACK_ENV, PORT: '0' } }));
+    await rt.sync();
+    const bot = await startBot(rt);
+    try {
+      expect(bot.port).toBeGreaterThan(0);
+      const ok = await fetch(`http://127.0.0.1:${bot.port}/healthz`);
+      expect(ok.status).toBe(200);
+      const report = (await ok.json()) as Record<string, unknown>;
+      expect(report).toMatchObject({ ok: true, platforms: { slack: 'running' }, stateStore: { ok: true } });
+      expect((report.knowledgeStore as { chunks: number }).chunks).toBeGreaterThan(0);
+      await rt.state.close();
+      const down = await fetch(`http://127.0.0.1:${bot.port}/healthz`);
+      expect(down.status).toBe(503);
+      expect(await down.json()).toMatchObject({ ok: false, stateStore: { ok: false } });
+    } finally {
+      await bot.stop(1000);
+      await rt.knowledge.close();
+    }
+    await expect(fetch(`http://127.0.0.1:${bot.port}/healthz`)).rejects.toThrow();
+  });
+
+  it('`supportbot serve` stops cleanly on SIGTERM', async () => {
+    const child = spawn(process.execPath, [BIN, 'serve'], {
+      cwd: tmp,
+      env: { ...process.env, ...SLACK_ENV, PORT: '0', DATA_DIR: path.join(tmp, 'data'), REDIS_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /localhost:(\d+)\/healthz/.exec(stderr);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
+    });
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    expect(stderr).toContain('Stopping');
+  }, 60_000);
+});
+
+describe('Runtime.open', () => {
+  it('uses Redis for state when REDIS_URL is set, SQLite otherwise', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-serve-'));
+    try {
+      const embedded = await Runtime.open(loadConfig({ cwd: tmp, env: {} }));
+      expect(embedded.state.id).toMatch(/^sqlite:/);
+      await embedded.close();
+      const shared = await Runtime.open(
+        loadConfig({ cwd: tmp, env: { REDIS_URL: 'redis://127.0.0.1:6379', DATA_DIR: path.join(tmp, 'd') } }),
+      );
+      expect(shared.state.id).toMatch(/^redis:/);
+      expect((await shared.status()).lines.join('\n')).toMatch(/state: +redis:/);
+      await shared.close();
+      await expect(
+        Runtime.open(
+          loadConfig({ cwd: tmp, env: { REDIS_URL: 'redis://127.0.0.1:1', DATA_DIR: path.join(tmp, 'e') } }),
+        ),
+      ).rejects.toMatchObject({ code: 'store-unavailable' });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
