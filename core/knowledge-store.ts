@@ -1,4 +1,4 @@
-import type { Article, Chunk, SearchHit, SearchOptions } from './types.ts';
+import type { Article, Chunk, SearchHit, SearchOptions, StoredChunk } from './types.ts';
 
 /** What a store keeps per article to decide whether a re-sync must re-chunk it. */
 export interface ArticleHash {
@@ -7,6 +7,38 @@ export interface ArticleHash {
   sourcePath: string;
   /** sha256 hex of the normalized article (see `sync/hash.ts`). */
   contentHash: string;
+}
+
+/** Which embedding model made a store's vectors; vectors of different models are not comparable. */
+export interface EmbeddingInfo {
+  /** `Embedder.id`, e.g. `onnx:Xenova/all-MiniLM-L6-v2`. */
+  model: string;
+  /** Vector length. */
+  dimensions: number;
+}
+
+/**
+ * Search options with the retrieval mode. `SearchOptions.vector` is the query embedding (made by
+ * the same `Embedder` as the stored vectors, unit length).
+ *
+ * - `mode`: `bm25` (full text only), `vector` (nearest chunks by cosine similarity), or `hybrid`
+ *   (both lists fused). Default: `hybrid` when `vector` is given and the store has vectors, else
+ *   `bm25`; stores without vectors always search BM25 only.
+ * - `alpha`: weight of the vector list in `hybrid`, 0..1 like Weaviate's: 1 = pure vector,
+ *   0 = pure BM25. Default 0.5.
+ * - `fusion`: `rrf` (reciprocal rank fusion, k = 60, weighted by alpha) or `relative`
+ *   (min-max-normalized scores weighted by alpha, Weaviate's relativeScoreFusion); see
+ *   `core/fusion.ts`. Default `rrf`.
+ * - `candidates`: how many hits each path contributes before fusion (default max(50, 4k)).
+ *
+ * Scores: `bm25` as in `SearchHit`; `vector` the cosine similarity (-1..1); `hybrid` the fused score.
+ * Filters apply before ranking and before the limit in every path.
+ */
+export interface HybridSearchOptions extends SearchOptions {
+  mode?: 'bm25' | 'vector' | 'hybrid';
+  alpha?: number;
+  fusion?: 'rrf' | 'relative';
+  candidates?: number;
 }
 
 /**
@@ -21,8 +53,16 @@ export interface KnowledgeStore {
   /**
    * Replace all chunks of one article, atomically: a concurrent search sees either the old chunks
    * or the new ones, never a mix or none. `article.source` + `article.id` identify the article.
+   * `vectors[i]`, when given, is the embedding of `chunks[i]` (stores with vectors only; the
+   * store's embedding model must be set first, see `setEmbeddingInfo`); without them the new
+   * chunks have no vector until `upsertVectors`.
    */
-  upsertArticle(article: Article, chunks: Chunk[], contentHash: string): Promise<void>;
+  upsertArticle(
+    article: Article,
+    chunks: Chunk[],
+    contentHash: string,
+    vectors?: Float32Array[],
+  ): Promise<void>;
 
   /** Delete articles and all their chunks. Unknown ids are ignored. Returns how many existed. */
   deleteArticles(source: string, articleIds: string[]): Promise<number>;
@@ -35,7 +75,27 @@ export interface KnowledgeStore {
    * (BM25) always; vector/hybrid when the store has vectors and `options.vector` is given.
    * An empty or punctuation-only query returns `[]`, never an error.
    */
-  search(query: string, options: SearchOptions): Promise<SearchHit[]>;
+  search(query: string, options: HybridSearchOptions): Promise<SearchHit[]>;
+
+  // --- Vectors: optional, for stores that keep embeddings. Stores without them leave these out
+  // and search BM25 only. Every store with them passes the vector part of the contract suite.
+
+  /** The embedding model of the stored vectors, or `null` before one is set. */
+  embeddingInfo?(): Promise<EmbeddingInfo | null>;
+
+  /**
+   * Declares the embedding model for the vectors to come. The same model again is a no-op. A
+   * different model or dimension throws SupportbotError `embedding-mismatch` (telling the user to
+   * run `supportbot sync --reembed`), unless `reset` is true: then every stored vector is dropped
+   * and all chunks wait for re-embedding (`listChunksWithoutVectors`).
+   */
+  setEmbeddingInfo?(info: EmbeddingInfo, options?: { reset?: boolean }): Promise<void>;
+
+  /** Up to `limit` chunks that have no vector yet, in a stable order (for filling or re-embedding). */
+  listChunksWithoutVectors?(limit: number): Promise<StoredChunk[]>;
+
+  /** Sets the vectors of existing chunks by chunk id; unknown ids are ignored. Returns how many were written. */
+  upsertVectors?(vectors: { chunkId: string; vector: Float32Array }[]): Promise<number>;
 
   /**
    * Optional: in how many chunks each term occurs, for IDF weights. Terms are given as

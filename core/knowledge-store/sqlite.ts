@@ -1,8 +1,10 @@
 import type Database from 'better-sqlite3';
+import * as sqliteVec from 'sqlite-vec';
 import { SupportbotError } from '../errors.ts';
-import type { ArticleHash, KnowledgeStore } from '../knowledge-store.ts';
+import { hybridWeights, type Ranked, reciprocalRankFusion, relativeScoreFusion } from '../fusion.ts';
+import type { ArticleHash, EmbeddingInfo, HybridSearchOptions, KnowledgeStore } from '../knowledge-store.ts';
 import { type Migration, openSqliteDatabase, runMigrations } from '../sqlite.ts';
-import type { Article, Chunk, SearchFilter, SearchHit, SearchOptions, StoredChunk } from '../types.ts';
+import type { Article, Chunk, SearchFilter, SearchHit, StoredChunk } from '../types.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Query text → safe FTS5 MATCH expression
@@ -126,6 +128,18 @@ const MAX_K = 1000;
 /** First-pass size of a BM25 search: max(MIN, k × FACTOR) best matches, then filtered. */
 const LEXICAL_PREFETCH_MIN = 100;
 const LEXICAL_PREFETCH_FACTOR = 20;
+/** sqlite-vec's largest `k` in one KNN query (0.1.9: "the limit is 4096"). */
+const VEC_MAX_K = 4096;
+/** Hits each path contributes to a hybrid search: max(MIN, k × FACTOR), at most MAX_K. */
+const HYBRID_CANDIDATES_MIN = 50;
+const HYBRID_CANDIDATES_FACTOR = 4;
+/** Default weight of the vector list in hybrid search (Weaviate's alpha). */
+export const DEFAULT_ALPHA = 0.5;
+/** Meta keys recording the embedding model of the vectors. */
+const META_EMBEDDING_MODEL = 'embedding_model';
+const META_EMBEDDING_DIMENSIONS = 'embedding_dimensions';
+/** The sqlite-vec table; created when the embedding model is first set, since vec0 fixes the dimension. */
+const VECTOR_TABLE = 'chunk_vectors';
 
 /** Schema of the knowledge store, component `knowledge` in `schema_migrations`. */
 export const KNOWLEDGE_MIGRATIONS: readonly Migration[] = [
@@ -187,7 +201,22 @@ export const KNOWLEDGE_MIGRATIONS: readonly Migration[] = [
       db.exec(`CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');`);
     },
   },
+  {
+    version: 3,
+    name: 'chunk vectors (sqlite-vec vec0 keyed by chunks.pk, created when an embedding model is set)',
+    // Nothing to create yet: the vec0 table's dimension is known only when an embedder is set
+    // (see createVectorTable). The version still matters: a supportbot that predates vectors
+    // would delete chunks without their vectors, so it must refuse this file (store-too-new).
+    up() {},
+  },
 ];
+
+/** Creates the vec0 table for `dimensions`-long float vectors, compared by cosine distance. */
+function createVectorTable(db: Database.Database, dimensions: number): void {
+  db.exec(
+    `CREATE VIRTUAL TABLE ${VECTOR_TABLE} USING vec0(pk INTEGER PRIMARY KEY, embedding float[${dimensions}] distance_metric=cosine)`,
+  );
+}
 
 interface ChunkRow {
   pk: number;
@@ -213,6 +242,18 @@ interface ChunkRow {
 interface Candidate {
   pk: number;
   score: number;
+}
+
+/** A vector as sqlite-vec reads it: the raw little-endian float32 bytes. */
+function vectorBlob(v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function mismatch(stored: EmbeddingInfo, given: EmbeddingInfo): SupportbotError {
+  return new SupportbotError(
+    'embedding-mismatch',
+    `the knowledge store holds vectors of ${stored.model} (${stored.dimensions} dimensions) but the embedder is ${given.model} (${given.dimensions} dimensions); run \`supportbot sync --reembed\` to re-embed every chunk`,
+  );
 }
 
 /**
@@ -262,8 +303,10 @@ function filterParams(filter: SearchFilter | undefined): FilterParams {
  * seam. Writes are single transactions; a search runs in one read transaction, so under WAL it
  * sees one committed state even while another connection or process writes.
  *
- * The vector path (sqlite-vec `vec0` table keyed by `chunks.pk`, fused with BM25) is not here
- * yet; `search` is laid out as ranked candidate lists → fusion → hydration to take it.
+ * Vectors (optional) live in a sqlite-vec `vec0` table keyed by `chunks.pk`, created when the
+ * embedding model is set (`setEmbeddingInfo`; model id and dimension are kept in `meta`). A search
+ * builds ranked candidate lists (BM25, vector, each filtered before its limit), fuses them
+ * (`core/fusion.ts`) and hydrates the winners.
  */
 export class SqliteKnowledgeStore implements KnowledgeStore {
   readonly id: string;
@@ -271,6 +314,9 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
   readonly maxQueryTerms: number;
   #db: Database.Database | null;
   readonly #stmts: ReturnType<typeof prepareStatements>;
+  /** Statements over the vec0 table; null while the store has no embedding model. */
+  #vec: ReturnType<typeof prepareVectorStatements> | null = null;
+  #embedding: EmbeddingInfo | null = null;
 
   /**
    * Wraps an open database and migrates it. Prefer `SqliteKnowledgeStore.open(file)`, which also
@@ -289,9 +335,12 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
       }
     }
     this.maxQueryTerms = Math.max(1, Math.floor(options.maxQueryTerms ?? DEFAULT_MAX_QUERY_TERMS));
+    // Every connection loads sqlite-vec, so any process can read and delete vectors.
+    sqliteVec.load(db);
     runMigrations(db, 'knowledge', KNOWLEDGE_MIGRATIONS);
     this.#db = db;
     this.#stmts = prepareStatements(db);
+    this.#loadEmbeddingInfo();
   }
 
   /**
@@ -334,11 +383,19 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
   }
 
   /**
-   * @throws SupportbotError `chunk-mismatch` when a chunk names another article or source (nothing
-   *   is written then); `store-closed`.
+   * @throws SupportbotError `chunk-mismatch` when a chunk names another article or source, or
+   *   `vectors` does not have one vector per chunk; `embedding-not-set` when vectors are given
+   *   before `setEmbeddingInfo`; `embedding-mismatch` for a vector of the wrong length (nothing is
+   *   written in these cases); `store-closed`.
    */
-  async upsertArticle(article: Article, chunks: Chunk[], contentHash: string): Promise<void> {
+  async upsertArticle(
+    article: Article,
+    chunks: Chunk[],
+    contentHash: string,
+    vectors?: Float32Array[],
+  ): Promise<void> {
     const db = this.#open();
+    if (vectors !== undefined) this.#checkVectors(vectors, chunks.length);
     for (const chunk of chunks) {
       if (chunk.source !== article.source || chunk.articleId !== article.id) {
         throw new SupportbotError(
@@ -349,7 +406,9 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     }
     const s = this.#stmts;
     const title = toSearchText(article.title);
+    const vec = this.#vec;
     const write = db.transaction(() => {
+      vec?.deleteArticleVectors.run(article.source, article.id);
       s.deleteArticleFts.run(article.source, article.id);
       s.deleteArticleChunks.run(article.source, article.id);
       s.upsertArticle.run({
@@ -364,7 +423,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
         locale: article.locale,
         content_hash: contentHash,
       });
-      for (const chunk of chunks) {
+      chunks.forEach((chunk, i) => {
         const { lastInsertRowid } = s.insertChunk.run({
           id: chunk.id,
           source: chunk.source,
@@ -382,7 +441,9 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
           toSearchText(chunk.headingPath.join('\n')),
           toSearchText(chunk.text),
         );
-      }
+        const vector = vectors?.[i];
+        if (vec && vector) vec.insertVector.run(BigInt(lastInsertRowid), vectorBlob(vector));
+      });
     });
     write.immediate();
   }
@@ -393,6 +454,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     const remove = db.transaction(() => {
       let existed = 0;
       for (const id of new Set(articleIds)) {
+        this.#vec?.deleteArticleVectors.run(source, id);
         s.deleteArticleFts.run(source, id);
         s.deleteArticleChunks.run(source, id);
         existed += s.deleteArticle.run(source, id).changes;
@@ -413,23 +475,141 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
   }
 
   /**
-   * BM25 search; `options.vector` is ignored until the store has vectors. `k` is clamped to
-   * 0..1000. Never throws on query text; see `buildMatchExpression`.
+   * BM25, vector or hybrid search (see `HybridSearchOptions`). `k` is clamped to 0..1000. Never
+   * throws on query text (see `buildMatchExpression`); an empty query text searches nothing in
+   * BM25 mode, while the vector path of `vector`/`hybrid` still runs on `options.vector`.
+   * Without stored vectors (no embedding model set) `options.vector` is ignored and the search is
+   * BM25, as the seam promises.
+   *
+   * @throws SupportbotError `embedding-mismatch` when `options.vector` has another length than the
+   *   stored vectors; `invalid-option` for mode `vector` without a vector, or alpha outside 0..1.
    */
-  async search(query: string, options: SearchOptions): Promise<SearchHit[]> {
+  async search(query: string, options: HybridSearchOptions): Promise<SearchHit[]> {
     const db = this.#open();
     const k = Math.min(MAX_K, Math.max(0, Math.floor(Number.isFinite(options.k) ? options.k : 0)));
     const match = buildMatchExpression(String(query ?? ''), this.maxQueryTerms);
-    if (k === 0 || match === null) return [];
+    const mode = this.#mode(options);
+    if (k === 0 || (match === null && mode === 'bm25')) return [];
     const filter = filterParams(options.filter);
-    // One read transaction: the candidate list and the hydrated rows come from the same snapshot.
+    const vector = mode === 'bm25' ? null : this.#queryVector(options.vector);
+    const alpha = options.alpha ?? DEFAULT_ALPHA;
+    const weights = (() => {
+      try {
+        return hybridWeights(alpha);
+      } catch (err) {
+        throw new SupportbotError('invalid-option', (err as Error).message);
+      }
+    })();
+    // One read transaction: the candidate lists and the hydrated rows come from the same snapshot.
     const run = db.transaction((): SearchHit[] => {
-      const lexical = this.#lexicalCandidates(match, filter, k);
-      // Vector path, later: `this.#vectorCandidates(options.vector, filter, n)` over the vec0
-      // table with the same filter, then fuse both lists (e.g. reciprocal rank fusion) to k here.
-      return this.#hydrate(lexical);
+      if (mode === 'bm25' || vector === null) {
+        return match === null ? [] : this.#hydrate(this.#lexicalCandidates(match, filter, k));
+      }
+      if (mode === 'vector') return this.#hydrate(this.#vectorCandidates(vector, filter, k));
+      const n = Math.min(
+        MAX_K,
+        Math.max(k, options.candidates ?? Math.max(HYBRID_CANDIDATES_MIN, k * HYBRID_CANDIDATES_FACTOR)),
+      );
+      const lexical =
+        match === null || weights.keyword === 0 ? [] : this.#lexicalCandidates(match, filter, n);
+      const semantic = weights.vector === 0 ? [] : this.#vectorCandidates(vector, filter, n);
+      const lists = [
+        { items: semantic.map(toRanked), weight: weights.vector },
+        { items: lexical.map(toRanked), weight: weights.keyword },
+      ];
+      const fused =
+        options.fusion === 'relative'
+          ? relativeScoreFusion(lists, { limit: k })
+          : reciprocalRankFusion(lists, { limit: k });
+      return this.#hydrate(fused.map(({ key, score }) => ({ pk: key, score })));
     });
     return run();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Vectors
+  // -------------------------------------------------------------------------------------------
+
+  async embeddingInfo(): Promise<EmbeddingInfo | null> {
+    this.#open();
+    return this.#embedding ? { ...this.#embedding } : null;
+  }
+
+  /**
+   * Records the embedding model and creates the vec0 table for its dimension. See the seam; with
+   * `reset` the old table is dropped and recreated in one transaction, so every chunk is then
+   * listed by `listChunksWithoutVectors`.
+   *
+   * @throws SupportbotError `embedding-mismatch` (another model, without `reset`), `invalid-option`
+   *   (dimension not an integer in 1..8192).
+   */
+  async setEmbeddingInfo(info: EmbeddingInfo, options: { reset?: boolean } = {}): Promise<void> {
+    const db = this.#open();
+    if (!Number.isInteger(info.dimensions) || info.dimensions < 1 || info.dimensions > 8192) {
+      throw new SupportbotError(
+        'invalid-option',
+        `embedding dimensions must be an integer in 1..8192, got ${info.dimensions}`,
+      );
+    }
+    if (!info.model) throw new SupportbotError('invalid-option', 'embedding model id must not be empty');
+    const apply = db.transaction(() => {
+      // Re-read inside the write lock: another process may have set it since this one opened.
+      this.#loadEmbeddingInfo();
+      const current = this.#embedding;
+      if (current && current.model === info.model && current.dimensions === info.dimensions) return;
+      if (current && !options.reset) throw mismatch(current, info);
+      this.#vec = null;
+      db.exec(`DROP TABLE IF EXISTS ${VECTOR_TABLE}`);
+      createVectorTable(db, info.dimensions);
+      this.setMeta(META_EMBEDDING_MODEL, info.model);
+      this.setMeta(META_EMBEDDING_DIMENSIONS, String(info.dimensions));
+    });
+    try {
+      apply.immediate();
+    } finally {
+      this.#loadEmbeddingInfo();
+    }
+  }
+
+  async listChunksWithoutVectors(limit: number): Promise<StoredChunk[]> {
+    this.#open();
+    const n = Math.max(0, Math.floor(limit));
+    if (n === 0) return [];
+    const vec = this.#vec;
+    const rows = (vec ? vec.missingVectors.all(n) : this.#stmts.firstChunks.all(n)) as ChunkRow[];
+    return rows.map(toStoredChunk);
+  }
+
+  /**
+   * @throws SupportbotError `embedding-not-set`, `embedding-mismatch` (wrong vector length); nothing
+   *   is written then.
+   */
+  async upsertVectors(vectors: { chunkId: string; vector: Float32Array }[]): Promise<number> {
+    const db = this.#open();
+    this.#checkVectors(
+      vectors.map((v) => v.vector),
+      vectors.length,
+    );
+    const vec = this.#vec;
+    if (!vec) return 0;
+    const write = db.transaction(() => {
+      let written = 0;
+      for (const { chunkId, vector } of vectors) {
+        const pk = this.#stmts.chunkPk.get(chunkId) as number | undefined;
+        if (pk === undefined) continue;
+        vec.deleteVector.run(BigInt(pk));
+        vec.insertVector.run(BigInt(pk), vectorBlob(vector));
+        written++;
+      }
+      return written;
+    });
+    return write.immediate();
+  }
+
+  /** How many chunks have a vector (for `status` and tests). */
+  vectorCount(): number {
+    this.#open();
+    return this.#vec ? (this.#vec.countVectors.get() as number) : 0;
   }
 
   /**
@@ -465,6 +645,69 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     db?.close();
   }
 
+  #loadEmbeddingInfo(): void {
+    const model = this.getMeta(META_EMBEDDING_MODEL);
+    const dimensions = Number(this.getMeta(META_EMBEDDING_DIMENSIONS));
+    const db = this.#open();
+    const table = db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+      .get(VECTOR_TABLE);
+    if (model && Number.isInteger(dimensions) && dimensions > 0 && table) {
+      if (this.#embedding?.model !== model || this.#embedding?.dimensions !== dimensions || !this.#vec) {
+        this.#vec = prepareVectorStatements(db);
+      }
+      this.#embedding = { model, dimensions };
+    } else {
+      this.#embedding = null;
+      this.#vec = null;
+    }
+  }
+
+  /** Resolves `options.mode`; see `HybridSearchOptions`. */
+  #mode(options: HybridSearchOptions): 'bm25' | 'vector' | 'hybrid' {
+    if (options.mode === 'vector' && options.vector === undefined) {
+      throw new SupportbotError('invalid-option', 'vector search needs a query vector');
+    }
+    if (this.#vec === null) return 'bm25';
+    if (options.mode) return options.vector === undefined ? 'bm25' : options.mode;
+    return options.vector === undefined ? 'bm25' : 'hybrid';
+  }
+
+  /** Checks the query vector's length against the stored model; returns a unit-length copy. */
+  #queryVector(vector: Float32Array | undefined): Float32Array | null {
+    const info = this.#embedding;
+    if (vector === undefined || info === null) return null;
+    if (vector.length !== info.dimensions) {
+      throw mismatch(info, { model: 'the query embedder', dimensions: vector.length });
+    }
+    const copy = Float32Array.from(vector);
+    let sum = 0;
+    for (const x of copy) sum += x * x;
+    const norm = Math.sqrt(sum);
+    if (norm > 0) for (let i = 0; i < copy.length; i++) copy[i] = (copy[i] as number) / norm;
+    return copy;
+  }
+
+  #checkVectors(vectors: Float32Array[], expected: number): void {
+    if (vectors.length !== expected) {
+      throw new SupportbotError('chunk-mismatch', `got ${vectors.length} vectors for ${expected} chunks`);
+    }
+    if (vectors.length === 0) return;
+    const info = this.#embedding;
+    if (info === null) {
+      throw new SupportbotError(
+        'embedding-not-set',
+        'vectors given before the store knows their embedding model (call setEmbeddingInfo first)',
+      );
+    }
+    for (const v of vectors) {
+      if (v.length !== info.dimensions)
+        throw mismatch(info, { model: 'the given vectors', dimensions: v.length });
+      if (!v.every(Number.isFinite))
+        throw new SupportbotError('invalid-option', 'vectors must hold finite numbers');
+    }
+  }
+
   #open(): Database.Database {
     if (this.#db === null || !this.#db.open) {
       throw new SupportbotError('store-closed', `knowledge store ${this.id} is closed`);
@@ -490,6 +733,25 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     const first = this.#stmts.lexical.all({ ...params, prefetch }) as Candidate[];
     if (first.length >= limit) return first;
     return this.#stmts.lexical.all({ ...params, prefetch: -1 }) as Candidate[];
+  }
+
+  /**
+   * Nearest chunks by cosine similarity (score = 1 − cosine distance), filtered before the limit.
+   *
+   * The same two-pass shape as `#lexicalCandidates`: sqlite-vec's KNN is exact (brute force), so
+   * when at least `limit` of the best `prefetch` neighbours pass the filter they are exactly the
+   * answer. Otherwise (a restrictive filter) the KNN runs again restricted to the allowed chunks
+   * (`pk IN (…filter…)`, which vec0 applies inside the scan). bench/vector.ts measures both
+   * against always prefiltering.
+   */
+  #vectorCandidates(vector: Float32Array, filter: FilterParams, limit: number): Candidate[] {
+    const vec = this.#vec;
+    if (!vec) return [];
+    const blob = vectorBlob(vector);
+    const prefetch = Math.min(VEC_MAX_K, Math.max(LEXICAL_PREFETCH_MIN, limit * LEXICAL_PREFETCH_FACTOR));
+    const first = vec.knnThenFilter.all({ ...filter, vector: blob, prefetch, limit }) as Candidate[];
+    if (first.length >= limit) return first;
+    return vec.filterThenKnn.all({ ...filter, vector: blob, limit }) as Candidate[];
   }
 
   /** Loads the chunks of ranked candidates, keeping their order; assigns 1-based ranks. */
@@ -529,6 +791,8 @@ function prepareStatements(db: Database.Database) {
       'SELECT source, COUNT(*) AS n FROM articles GROUP BY source ORDER BY source',
     ),
     countChunks: db.prepare('SELECT COUNT(*) AS n FROM chunks'),
+    chunkPk: db.prepare('SELECT pk FROM chunks WHERE id = ?').pluck(),
+    firstChunks: db.prepare(`${HYDRATE_SELECT} ORDER BY c.pk LIMIT ?`),
     // The inner query ranks matches by BM25 alone (no row lookups), keeping the best @prefetch
     // (-1 = all); the outer one applies the filter to those and keeps @limit. See
     // #lexicalCandidates for why a bounded prefetch gives the same answer.
@@ -544,13 +808,52 @@ function prepareStatements(db: Database.Database) {
       WHERE ${FILTER_SQL}
       ORDER BY f.score DESC, f.pk
       LIMIT @limit`),
-    hydrate: db.prepare(`
+    hydrate: db.prepare(`${HYDRATE_SELECT} WHERE c.pk IN (SELECT value FROM json_each(?))`),
+  };
+}
+
+const HYDRATE_SELECT = `
       SELECT c.pk, c.id, c.source, c.article_id, c.idx, c.heading_path, c.text, c.token_count,
              c.span_start, c.span_end, a.title, a.url, a.source_path, a.updated_at, a.tags,
              a.access_groups, a.locale
-      FROM chunks c JOIN articles a ON a.source = c.source AND a.id = c.article_id
-      WHERE c.pk IN (SELECT value FROM json_each(?))`),
+      FROM chunks c JOIN articles a ON a.source = c.source AND a.id = c.article_id`;
+
+/** Statements over the vec0 table (which exists only once an embedding model is set). */
+function prepareVectorStatements(db: Database.Database) {
+  return {
+    insertVector: db.prepare(`INSERT INTO ${VECTOR_TABLE} (pk, embedding) VALUES (?, ?)`),
+    deleteVector: db.prepare(`DELETE FROM ${VECTOR_TABLE} WHERE pk = ?`),
+    deleteArticleVectors: db.prepare(
+      `DELETE FROM ${VECTOR_TABLE} WHERE pk IN (SELECT pk FROM chunks WHERE source = ? AND article_id = ?)`,
+    ),
+    countVectors: db.prepare(`SELECT COUNT(*) FROM ${VECTOR_TABLE}`).pluck(),
+    missingVectors: db.prepare(
+      `${HYDRATE_SELECT} WHERE NOT EXISTS (SELECT 1 FROM ${VECTOR_TABLE} v WHERE v.pk = c.pk) ORDER BY c.pk LIMIT ?`,
+    ),
+    // KNN over every vector, then the filter on the best @prefetch (see #vectorCandidates).
+    knnThenFilter: db.prepare(`
+      SELECT v.pk AS pk, 1 - v.distance AS score
+      FROM (
+        SELECT pk, distance FROM ${VECTOR_TABLE} WHERE embedding MATCH @vector AND k = @prefetch
+      ) v
+      JOIN chunks c ON c.pk = v.pk
+      JOIN articles a ON a.source = c.source AND a.id = c.article_id
+      WHERE ${FILTER_SQL}
+      ORDER BY v.distance, v.pk
+      LIMIT @limit`),
+    // KNN restricted to the chunks that pass the filter: vec0 takes the pk IN list into the scan.
+    filterThenKnn: db.prepare(`
+      SELECT pk, 1 - distance AS score FROM ${VECTOR_TABLE}
+      WHERE embedding MATCH @vector AND k = @limit
+        AND pk IN (
+          SELECT c.pk FROM chunks c JOIN articles a ON a.source = c.source AND a.id = c.article_id
+          WHERE ${FILTER_SQL})
+      ORDER BY distance, pk`),
   };
+}
+
+function toRanked(c: Candidate): Ranked<number> {
+  return { key: c.pk, score: c.score };
 }
 
 function toStoredChunk(row: ChunkRow): StoredChunk {
