@@ -1,5 +1,5 @@
 import { wantsHuman } from './escalation.ts';
-import type { Generator } from './generator.ts';
+import type { GenerateRequest, GenerateResult, Generator } from './generator.ts';
 import { ExtractiveGenerator } from './generators/extractive.ts';
 import type { KnowledgeStore } from './knowledge-store.ts';
 import { CITATION_MARKER, mapOutsideCode, parseEscalation } from './reply-contract.ts';
@@ -20,11 +20,29 @@ export interface AnswerOptions {
   /** Earlier turns of the thread, oldest first. */
   history?: Turn[];
   signal?: AbortSignal;
+  /**
+   * LoRA adapter for this request (resolved by the caller from workspace/channel, see
+   * `core/adapters.ts#routeAdapter`); `undefined` is the generator's default, `null` the base model.
+   */
+  adapter?: string | null;
+  /** Receives reply text as the LLM streams it (not called for extractive or fallback replies). */
+  onToken?: (text: string) => void;
 }
 
 export const ABSTAIN_TEXT =
   "I couldn't find this in the help center, so I'd rather not guess. Would you like me to bring in someone from the support team?";
 export const ESCALATE_TEXT = "I'll bring in someone from the support team to help you with this.";
+
+/** The note in front of a fallback reply, by the failed generator's error code. */
+export function fallbackNotice(code: string): string {
+  const why =
+    code === 'llm_timeout'
+      ? 'The language model took too long to answer'
+      : code === 'llm_rejected'
+        ? 'The language model could not take this request'
+        : 'The language model is unavailable';
+  return `_${why}, so here are the most relevant passages instead._\n\n`;
+}
 
 /**
  * Retrieval confidence in 0..1: the IDF-weighted share of the question's topic terms that the
@@ -86,10 +104,12 @@ export async function answer(question: string, options: AnswerOptions): Promise<
   }
   const generator = options.generator ?? new ExtractiveGenerator();
   const base = { retrieved, confidence, generator: generator.id };
+  const extra: Pick<AnswerResult, 'adapter' | 'model' | 'fallback' | 'invalidCitations'> = {};
   const done = (
     r: Omit<AnswerResult, 'latencyMs' | 'retrieved' | 'confidence' | 'generator'>,
   ): AnswerResult => ({
     ...base,
+    ...extra,
     ...r,
     latencyMs: performance.now() - started,
   });
@@ -107,22 +127,33 @@ export async function answer(question: string, options: AnswerOptions): Promise<
     return done({ text: ABSTAIN_TEXT, citations: [], abstained: true, escalated: false });
   }
 
-  const request = {
+  const request: GenerateRequest = {
     question,
     history,
     contexts: retrieved,
     maxChars: options.maxAnswerChars,
     signal: options.signal,
+    ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
+    ...(options.onToken ? { onToken: options.onToken } : {}),
   };
-  let generated: Awaited<ReturnType<Generator['generate']>>;
+  let generated: GenerateResult;
   let notice = '';
   try {
     generated = await generator.generate(request);
+    if (generated.adapter) extra.adapter = generated.adapter;
+    if (generated.model) extra.model = generated.model;
+    if (generated.invalidCitations) extra.invalidCitations = generated.invalidCitations;
   } catch (err) {
-    if (generator.id === 'extractive') throw err;
-    generated = await new ExtractiveGenerator().generate(request);
-    base.generator = `extractive (fallback: ${generator.id} failed: ${(err as Error).message})`;
-    notice = '_The language model is unavailable, so here are the most relevant passages instead._\n\n';
+    // The caller cancelled (its own timeout, shutdown): it wants no answer, not a fallback.
+    if (generator.id === 'extractive' || options.signal?.aborted) throw err;
+    const code =
+      typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'llm_error';
+    const reason = (err as Error).message;
+    const { onToken: _streamed, ...plain } = request;
+    generated = await new ExtractiveGenerator().generate(plain);
+    base.generator = `extractive (fallback: ${generator.id} failed: ${reason})`;
+    extra.fallback = { from: generator.id, code, reason };
+    notice = fallbackNotice(code);
   }
   if (!generated.escalate) {
     const parsed = parseEscalation(generated.text);
@@ -130,7 +161,7 @@ export async function answer(question: string, options: AnswerOptions): Promise<
   }
   if (generated.escalate) {
     return done({
-      text: generated.text || ESCALATE_TEXT,
+      text: notice + (generated.text || ESCALATE_TEXT),
       citations: [],
       abstained: false,
       escalated: true,

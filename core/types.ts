@@ -136,6 +136,16 @@ export interface AnswerResult {
   /** Which generator produced the text (`extractive`, `llama-cpp:…`) and which adapter, if any. */
   generator: string;
   adapter?: string;
+  /** Model that ran (GGUF file name or server model name), when an LLM did. */
+  model?: string;
+  /**
+   * Set when the configured LLM failed and the extractive generator answered instead: which
+   * generator failed, its error code (`llm_timeout`, `llm_unavailable`, …) and message. The
+   * reply text starts with a note saying so.
+   */
+  fallback?: { from: string; code: string; reason: string };
+  /** Citation markers the model wrote that referred to no supplied chunk and were removed. */
+  invalidCitations?: number;
   latencyMs: number;
 }
 
