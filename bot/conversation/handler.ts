@@ -73,6 +73,7 @@ export const HUMAN_COMING_TEXT = "I've asked someone from the support team to jo
 export class ConversationHandler {
   readonly limits: ConversationLimits;
   #inFlight = 0;
+  #closed = false;
   readonly #idle = new Set<() => void>();
 
   constructor(private readonly options: ConversationHandlerOptions) {
@@ -92,6 +93,8 @@ export class ConversationHandler {
     const { state, log } = this.options;
     const text = message.text.trim();
     if (!text) return { kind: 'ignored', reason: 'empty message' };
+    // Not claimed: a replica that keeps running answers the platform's re-delivery instead.
+    if (this.#closed) return { kind: 'ignored', reason: 'shutting down' };
     try {
       const first = await state.claimEvent(
         `msg:${message.platform}:${message.messageKey}`,
@@ -223,6 +226,15 @@ export class ConversationHandler {
       await this.options.state.setRating(answerId, event.userId, event.value);
     }
     return { kind: 'recorded', answerId };
+  }
+
+  /**
+   * Stops taking new questions (graceful shutdown): later `handleMessage` calls return
+   * `{kind: 'ignored', reason: 'shutting down'}` without claiming the message. Answers in flight
+   * finish (await `drain()`); ratings are still recorded. Idempotent.
+   */
+  close(): void {
+    this.#closed = true;
   }
 
   /** Resolves when no answer is in flight (graceful shutdown). */

@@ -1,0 +1,547 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HELP_TEXT } from '../bot/commands/support-command.ts';
+import { COMMAND_WORKING_TEXT, slackTextToQuestion } from '../bot/slack/app.ts';
+import { FEEDBACK_ACTION_DOWN, FEEDBACK_ACTION_UP } from '../bot/slack/blocks.ts';
+import type { Generator } from '../core/generator.ts';
+import { ExtractiveGenerator } from '../core/generators/extractive.ts';
+import type { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
+import { SqliteStateStore } from '../core/state-store/sqlite.ts';
+import { FAKE_SLACK_LIMITS, FakeSlackApi, type PostedMessage } from './fakes/slack-api.ts';
+import {
+  BOT_TOKEN,
+  exampleKnowledge,
+  logLines,
+  type RunningSlackBot,
+  sleep,
+  startSlackBot,
+  waitFor,
+} from './fakes/slack-bot-harness.ts';
+
+const QUESTION = 'How do I reset my password?';
+const CHANNEL = 'C0QUESTIONS';
+
+type Block = Record<string, unknown> & { type: string };
+
+function sectionTexts(m: PostedMessage): string[] {
+  return ((m.blocks ?? []) as Block[])
+    .filter((b) => b.type === 'section')
+    .map((b) => (b.text as { text: string }).text);
+}
+
+function actionsBlocks(m: PostedMessage): Block[] {
+  return ((m.blocks ?? []) as Block[]).filter((b) => b.type === 'actions');
+}
+
+let seq = 0;
+/** A fresh message ts (`<seconds>.<micro>`), unique within the run. */
+const newTs = () => `${1_760_000_000 + ++seq}.${String(seq).padStart(6, '0')}`;
+
+function mention(user: string, ts: string, text = QUESTION, channel = CHANNEL, threadTs?: string) {
+  return {
+    type: 'app_mention',
+    user,
+    text: `<@UBOT> ${text}`,
+    ts,
+    channel,
+    event_ts: ts,
+    ...(threadTs ? { thread_ts: threadTs } : {}),
+  };
+}
+
+/** The same post as the `message.channels` subscription delivers it. */
+function channelMessage(user: string, ts: string, text = QUESTION, channel = CHANNEL) {
+  return {
+    type: 'message',
+    channel_type: 'channel',
+    user,
+    text: `<@UBOT> ${text}`,
+    ts,
+    channel,
+    event_ts: ts,
+  };
+}
+
+function reaction(
+  kind: 'reaction_added' | 'reaction_removed',
+  user: string,
+  name: string,
+  channel: string,
+  ts: string,
+) {
+  return {
+    type: kind,
+    user,
+    reaction: name,
+    item_user: 'UBOT',
+    item: { type: 'message', channel, ts },
+    event_ts: newTs(),
+  };
+}
+
+function blockAction(user: string, actionId: string, m: PostedMessage, answerId: string) {
+  return {
+    type: 'block_actions',
+    user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: 'T0FAKE' },
+    api_app_id: 'A0FAKE',
+    token: 'deprecated',
+    container: {
+      type: 'message',
+      message_ts: m.ts,
+      channel_id: m.channel,
+      is_ephemeral: false,
+      thread_ts: m.threadTs,
+    },
+    trigger_id: '123.456.abc',
+    team: { id: 'T0FAKE', domain: 'fake' },
+    channel: { id: m.channel, name: 'questions' },
+    message: {
+      type: 'message',
+      user: 'UBOT',
+      bot_id: 'BBOT',
+      ts: m.ts,
+      thread_ts: m.threadTs,
+      text: m.text,
+      blocks: m.blocks,
+    },
+    response_url: 'http://127.0.0.1:9/unused',
+    actions: [
+      {
+        type: 'button',
+        action_id: actionId,
+        block_id: 'feedback',
+        value: answerId,
+        text: { type: 'plain_text', text: '👍', emoji: true },
+        action_ts: newTs(),
+      },
+    ],
+  };
+}
+
+describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => {
+  let tmp: string;
+  let knowledge: SqliteKnowledgeStore;
+  let sync: Awaited<ReturnType<typeof exampleKnowledge>>['sync'];
+  let fake: FakeSlackApi;
+  let state: SqliteStateStore;
+  const bots: RunningSlackBot[] = [];
+  const start = async (o: Partial<Parameters<typeof startSlackBot>[0]> = {}) => {
+    const bot = await startSlackBot({ fake, knowledge, state, sync, ...o });
+    bots.push(bot);
+    return bot;
+  };
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-slack-'));
+    ({ knowledge, sync } = await exampleKnowledge(path.join(tmp, 'kb.sqlite')));
+  });
+  afterAll(async () => {
+    await knowledge.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  let n = 0;
+  let stateFile: string;
+  const setup = async () => {
+    logLines.length = 0;
+    fake = await FakeSlackApi.start({
+      botToken: BOT_TOKEN,
+      userGroups: { SADMINS: ['UGROUPADMIN'], SOTHER: ['U1'] },
+    });
+    stateFile = path.join(tmp, `state-${++n}.sqlite`);
+    state = SqliteStateStore.open(stateFile);
+  };
+  afterEach(async () => {
+    for (const bot of bots.splice(0)) await bot.stop().catch(() => {});
+    await state?.close();
+    await fake?.close();
+  });
+
+  it('answers an app_mention in its thread with sections, Sources and 👍/👎 buttons, and records the Answer', async () => {
+    await setup();
+    const bot = await start();
+    const ts = newTs();
+    const res = await bot.deliver.event(bot.deliver.envelope(mention('U1', ts)));
+    expect(res.status).toBe(200);
+    expect(res.ms).toBeLessThan(3000);
+    await waitFor(() => fake.thread(CHANNEL, ts).length > 0, 15_000, 'the reply');
+    await bot.handler.drain();
+
+    const posted = fake.thread(CHANNEL, ts);
+    expect(posted).toHaveLength(1);
+    const reply = posted[0] as PostedMessage;
+    expect(reply.threadTs).toBe(ts);
+    const blocks = reply.blocks as Block[];
+    expect(sectionTexts(reply).join('\n')).toMatch(/password/i);
+    const context = blocks.filter((b) => b.type === 'context');
+    const sources = context.map((b) => (b.elements as { text: string }[])[0]?.text ?? '').join('\n');
+    expect(sources).toMatch(/^\*Sources\*/);
+    expect(sources).toContain('<https://help.ledgerly.example/articles/');
+    const actions = actionsBlocks(reply);
+    expect(actions).toHaveLength(1);
+    const buttons = (actions[0]?.elements as { action_id: string; value: string }[]) ?? [];
+    expect(buttons.map((b) => b.action_id)).toEqual([FEEDBACK_ACTION_UP, FEEDBACK_ACTION_DOWN]);
+    // Every Web API call carried the bot token and succeeded.
+    expect(fake.calls.every((c) => c.token === BOT_TOKEN && c.response.ok === true)).toBe(true);
+
+    const answerId = await state.answerForMessage('slack', `${CHANNEL}:${reply.ts}`);
+    expect(answerId).toBe(buttons[0]?.value);
+    const record = await state.getAnswer(answerId as string);
+    expect(record).toMatchObject({
+      platform: 'slack',
+      threadId: `${CHANNEL}:${ts}`,
+      userId: 'U1',
+      question: QUESTION,
+      messageKeys: [`${CHANNEL}:${reply.ts}`],
+    });
+    expect(record?.result.citations.length).toBeGreaterThan(0);
+    expect(record?.result.retrievedChunkIds.length).toBeGreaterThan(0);
+    expect(record?.result.generator).toBe('extractive');
+  });
+
+  it('answers a direct message (message event, channel_type im)', async () => {
+    await setup();
+    const bot = await start();
+    const ts = newTs();
+    const dm = {
+      type: 'message',
+      channel_type: 'im',
+      channel: 'D0DM',
+      user: 'U7',
+      text: QUESTION,
+      ts,
+      event_ts: ts,
+    };
+    const res = await bot.deliver.event(bot.deliver.envelope(dm));
+    expect(res.status).toBe(200);
+    await waitFor(() => fake.thread('D0DM', ts).length > 0, 15_000, 'the DM reply');
+    await bot.handler.drain();
+    expect(fake.thread('D0DM', ts)).toHaveLength(1);
+    const answerId = await state.answerForMessage('slack', `D0DM:${fake.thread('D0DM', ts)[0]?.ts}`);
+    expect((await state.getAnswer(answerId as string))?.userId).toBe('U7');
+    // A channel message that does not mention the bot, and the bot's own messages, are not questions.
+    const chatter = {
+      type: 'message',
+      channel_type: 'channel',
+      channel: CHANNEL,
+      user: 'U7',
+      text: QUESTION,
+      ts: newTs(),
+    };
+    const own = {
+      type: 'message',
+      subtype: 'bot_message',
+      bot_id: 'BBOT',
+      channel: 'D0DM',
+      channel_type: 'im',
+      text: 'hi',
+      ts: newTs(),
+    };
+    await bot.deliver.event(bot.deliver.envelope(chatter));
+    await bot.deliver.event(bot.deliver.envelope(own));
+    await sleep(300);
+    await bot.handler.drain();
+    expect(fake.callsTo('chat.postMessage')).toHaveLength(1);
+  });
+
+  it('rejects a request with a bad or stale signature (401) and posts nothing', async () => {
+    await setup();
+    const bot = await start();
+    const bad = await bot.deliver.event(bot.deliver.envelope(mention('U1', newTs())), undefined, true);
+    expect(bad.status).toBe(401);
+    const body = JSON.stringify(bot.deliver.envelope(mention('U1', newTs())));
+    const { slackSignatureHeaders } = await import('./fakes/slack-api.ts');
+    // Older than five minutes: a replay (https://api.slack.com/authentication/verifying-requests-from-slack).
+    const stale = await fetch(bot.endpoint, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...slackSignatureHeaders(
+          'test-signing-secret-0123456789abcdef',
+          body,
+          Math.floor(Date.now() / 1000) - 600,
+        ),
+      },
+      body,
+    });
+    expect(stale.status).toBe(401);
+    await sleep(500);
+    expect(fake.callsTo('chat.postMessage')).toHaveLength(0);
+    expect(await state.listAnswers()).toHaveLength(0);
+  });
+
+  it('reaction-in-thread: reactions on the answer (item = {type, channel, ts} only) set one changeable rating per user, also after a restart', async () => {
+    await setup();
+    let bot = await start();
+    const q = newTs();
+    await bot.deliver.event(bot.deliver.envelope(mention('U1', q)));
+    await waitFor(() => fake.thread(CHANNEL, q).length > 0, 15_000, 'the reply');
+    await bot.handler.drain();
+    const replyTs = fake.thread(CHANNEL, q)[0]?.ts as string;
+    const answerId = (await state.answerForMessage('slack', `${CHANNEL}:${replyTs}`)) as string;
+    expect(answerId).toBeTruthy();
+
+    const react = async (
+      b: RunningSlackBot,
+      kind: 'reaction_added' | 'reaction_removed',
+      user: string,
+      name: string,
+      expected: { up: number; down: number },
+      ts = replyTs,
+    ) => {
+      const res = await b.deliver.event(b.deliver.envelope(reaction(kind, user, name, CHANNEL, ts)));
+      expect(res.status).toBe(200);
+      expect(res.ms).toBeLessThan(3000);
+      await waitFor(
+        async () => JSON.stringify(await state.ratingSummary(answerId)) === JSON.stringify(expected),
+        5_000,
+        `${kind} ${name} by ${user} → ${JSON.stringify(expected)}`,
+      );
+    };
+    await react(bot, 'reaction_added', 'U1', '+1', { up: 1, down: 0 });
+    await react(bot, 'reaction_removed', 'U1', '+1', { up: 0, down: 0 });
+    await react(bot, 'reaction_added', 'U1', '-1::skin-tone-4', { up: 0, down: 1 });
+    await react(bot, 'reaction_added', 'U2', '+1::skin-tone-2', { up: 1, down: 1 });
+    // The same reaction re-delivered (same event_id, retry headers) counts once.
+    const again = bot.deliver.envelope(reaction('reaction_added', 'U2', '+1', CHANNEL, replyTs));
+    await bot.deliver.event(again);
+    await bot.deliver.event(again, { num: 1 });
+    // Ignored: reactions on the question (not the bot's answer), on an unknown message, other emoji, files.
+    await bot.deliver.event(bot.deliver.envelope(reaction('reaction_added', 'U3', '+1', CHANNEL, q)));
+    await bot.deliver.event(bot.deliver.envelope(reaction('reaction_added', 'U3', '-1', CHANNEL, newTs())));
+    await bot.deliver.event(bot.deliver.envelope(reaction('reaction_added', 'U3', 'tada', CHANNEL, replyTs)));
+    await bot.deliver.event(
+      bot.deliver.envelope({
+        ...reaction('reaction_added', 'U3', '+1', CHANNEL, replyTs),
+        item: { type: 'file', file: 'F1' },
+      }),
+    );
+    await sleep(400);
+    expect(await state.ratingSummary(answerId)).toEqual({ up: 1, down: 1 });
+    expect(await state.answerForMessage('slack', `${CHANNEL}:${q}`)).toBeNull();
+
+    // Restart: a new App and handler over the same state file (a new connection, nothing cached).
+    await bot.stop();
+    bots.splice(bots.indexOf(bot), 1);
+    await state.close();
+    state = SqliteStateStore.open(stateFile);
+    bot = await start({ state });
+    await react(bot, 'reaction_added', 'U3', 'thumbsup', { up: 2, down: 1 });
+    // Removing a 👍 U1 no longer has leaves U1's 👎 alone; removing the 👎 retracts it.
+    await bot.deliver.event(bot.deliver.envelope(reaction('reaction_removed', 'U1', '+1', CHANNEL, replyTs)));
+    await sleep(300);
+    expect(await state.ratingSummary(answerId)).toEqual({ up: 2, down: 1 });
+    await react(bot, 'reaction_removed', 'U1', '-1::skin-tone-4', { up: 2, down: 0 });
+  });
+
+  it('👍/👎 buttons (block_actions) set the presser’s single rating; pressing twice counts once', async () => {
+    await setup();
+    const bot = await start();
+    const q = newTs();
+    await bot.deliver.event(bot.deliver.envelope(mention('U1', q)));
+    await waitFor(() => fake.thread(CHANNEL, q).length > 0, 15_000, 'the reply');
+    await bot.handler.drain();
+    const reply = fake.thread(CHANNEL, q)[0] as PostedMessage;
+    const answerId = (await state.answerForMessage('slack', `${CHANNEL}:${reply.ts}`)) as string;
+    const press = async (
+      user: string,
+      actionId: string,
+      expected: { up: number; down: number },
+      m = reply,
+    ) => {
+      const res = await bot.deliver.interaction(blockAction(user, actionId, m, answerId));
+      expect(res.status).toBe(200);
+      expect(res.ms).toBeLessThan(3000);
+      await waitFor(
+        async () => JSON.stringify(await state.ratingSummary(answerId)) === JSON.stringify(expected),
+        5_000,
+        `${actionId} by ${user}`,
+      );
+    };
+    await press('U1', FEEDBACK_ACTION_UP, { up: 1, down: 0 });
+    await press('U1', FEEDBACK_ACTION_DOWN, { up: 0, down: 1 });
+    await press('U1', FEEDBACK_ACTION_DOWN, { up: 0, down: 1 });
+    await press('U2', FEEDBACK_ACTION_UP, { up: 1, down: 1 });
+    await waitFor(() => fake.callsTo('chat.postEphemeral').length === 4, 5_000, 'the ephemeral thanks');
+    expect(fake.callsTo('chat.postEphemeral').map((c) => c.body.user)).toEqual(['U1', 'U1', 'U1', 'U2']);
+    // A button on a message that is not an answer is ignored (no rating, no thanks).
+    const stranger: PostedMessage = { channel: CHANNEL, ts: newTs(), text: 'x', blocks: reply.blocks };
+    const res = await bot.deliver.interaction(blockAction('U3', FEEDBACK_ACTION_UP, stranger, answerId));
+    expect(res.status).toBe(200);
+    await sleep(300);
+    expect(await state.ratingSummary(answerId)).toEqual({ up: 1, down: 1 });
+    expect(fake.callsTo('chat.postEphemeral')).toHaveLength(4);
+  });
+
+  it('escalates "I need a human" to the target channel with a permalink to the thread', async () => {
+    await setup();
+    const bot = await start();
+    const q = newTs();
+    await bot.deliver.event(bot.deliver.envelope(mention('U4', q, 'I want to talk to a human please')));
+    await waitFor(() => fake.messages.some((m) => m.channel === 'CESCALATE'), 15_000, 'the escalation');
+    await bot.handler.drain();
+    const notice = fake.messages.find((m) => m.channel === 'CESCALATE');
+    expect(notice?.text).toContain('<!subteam^SSUPPORT>');
+    expect(notice?.text).toContain(`<#${CHANNEL}>`);
+    expect(notice?.text).toContain(`https://fake.slack.com/archives/${CHANNEL}/p${q.replace('.', '')}`);
+    expect(fake.callsTo('chat.getPermalink')[0]?.body).toMatchObject({ channel: CHANNEL, message_ts: q });
+    // The asker gets one reply in the thread saying a person is coming; no Sources on an escalation.
+    const thread = fake.thread(CHANNEL, q);
+    expect(thread).toHaveLength(1);
+    expect(sectionTexts(thread[0] as PostedMessage).join(' ')).toMatch(/support team/);
+    expect(JSON.stringify(thread[0]?.blocks)).not.toContain('*Sources*');
+  });
+
+  describe('/support slash command', () => {
+    const command = (bot: RunningSlackBot, user: string, text: string) => {
+      const responseUrl = fake.responseUrl();
+      return bot.deliver
+        .command({
+          token: 'deprecated',
+          team_id: 'T0FAKE',
+          team_domain: 'fake',
+          channel_id: CHANNEL,
+          channel_name: 'questions',
+          user_id: user,
+          user_name: user.toLowerCase(),
+          command: '/support',
+          text,
+          api_app_id: 'A0FAKE',
+          response_url: responseUrl,
+          trigger_id: '13345224609.738474920.8088930838d88f008e0',
+        })
+        .then((d) => {
+          expect(d.status).toBe(200);
+          expect(d.ms).toBeLessThan(3000);
+          return { ack: JSON.parse(d.body) as { response_type: string; text: string }, responseUrl };
+        });
+    };
+    const followUps = (url: string) => fake.responses.filter((r) => r.url === url).map((r) => r.body);
+
+    it('help, unknown, status and ask answer at once; ask follows up on the response_url', async () => {
+      await setup();
+      const bot = await start();
+      expect((await command(bot, 'U1', 'help')).ack).toEqual({ response_type: 'ephemeral', text: HELP_TEXT });
+      expect((await command(bot, 'U1', '')).ack.text).toBe(HELP_TEXT);
+      const unknown = await command(bot, 'U1', 'frobnicate now');
+      expect(unknown.ack.text).toMatch(/^Unknown subcommand `frobnicate`/);
+      expect((await command(bot, 'U1', 'status')).ack.text).toMatch(/\d+ chunks/);
+      const ask = await command(bot, 'U1', `ask ${QUESTION}`);
+      expect(ask.ack.text).toContain('Looking that up');
+      await waitFor(() => followUps(ask.responseUrl).length > 0, 15_000, 'the ask follow-up');
+      const body = followUps(ask.responseUrl)[0] as { text: string; response_type: string };
+      expect(body.text).toMatch(/password/i);
+      expect(body.text).toContain('Sources:');
+      // No admin lookup was needed for any of these.
+      expect(fake.callsTo('usergroups.users.list')).toHaveLength(0);
+    });
+
+    it('admin subcommands: refused for others, allowed by user id and by user group; sync reports on the response_url', async () => {
+      await setup();
+      const bot = await start();
+      const refused = await command(bot, 'U1', 'sync');
+      expect(refused.ack.text).toMatch(/for admins only/);
+      expect((await command(bot, 'U1', 'retrain')).ack.text).toMatch(/for admins only/);
+      expect(fake.callsTo('usergroups.users.list')[0]?.body.usergroup).toBe('SADMINS');
+      expect(await state.listJobs()).toEqual([]);
+
+      const sync = await command(bot, 'UADMIN', 'sync examples');
+      expect(sync.ack.text).toMatch(/^Sync started for examples/);
+      await waitFor(() => followUps(sync.responseUrl).length > 0, 15_000, 'the sync report');
+      expect((followUps(sync.responseUrl)[0] as { text: string }).text).toMatch(/^Sync done/);
+      expect((await state.listJobs({ kind: 'sync' }))[0]).toMatchObject({
+        state: 'succeeded',
+        requestedBy: 'UADMIN',
+      });
+      expect((await command(bot, 'UADMIN', 'sync nosuchsource')).ack.text).toMatch(
+        /Unknown source nosuchsource/,
+      );
+
+      const retrain = await command(bot, 'UGROUPADMIN', 'retrain');
+      expect(retrain.ack.text).toMatch(/^Retrain request recorded/);
+      expect((await state.listJobs({ kind: 'retrain' }))[0]).toMatchObject({
+        state: 'queued',
+        requestedBy: 'UGROUPADMIN',
+      });
+    });
+
+    it('acks within 3 s with a placeholder when the reply is slow, then sends it to the response_url', async () => {
+      await setup();
+      const bot = await start({
+        commands: { status: () => new Promise((r) => setTimeout(() => r('all good, slowly'), 2_600)) },
+      });
+      const slow = await command(bot, 'U1', 'status');
+      expect(slow.ack.text).toBe(COMMAND_WORKING_TEXT);
+      await waitFor(() => followUps(slow.responseUrl).length > 0, 10_000, 'the slow status');
+      expect(followUps(slow.responseUrl)[0]).toMatchObject({
+        response_type: 'ephemeral',
+        text: 'all good, slowly',
+      });
+    });
+  });
+
+  it('long-answer case through Slack: every message within limits, fences balanced, whole text in order, buttons once', async () => {
+    await setup();
+    const raw = readFileSync(new URL('./fixtures/cases/chat/long-answer.md', import.meta.url), 'utf8');
+    const body = raw.slice(0, raw.lastIndexOf('\nSources: [1]'));
+    // As a generator would return it: the long text citing the first two contexts.
+    const text = body.replace('not the audit log.', 'not the audit log. [1]').replace(/\n*$/, ' [2]\n');
+    const long: Generator = { id: 'fixed-long', generate: async () => ({ text, cited: [1, 2] }) };
+    const bot = await start({ generator: long });
+    const q = newTs();
+    await bot.deliver.event(bot.deliver.envelope(mention('U1', q, 'How do I export my workspace data?')));
+    await waitFor(
+      async () => (await state.listAnswers()).some((a) => (a.messageKeys ?? []).length > 0),
+      20_000,
+      'the long answer',
+    );
+    await bot.handler.drain();
+
+    const posts = fake.callsTo('chat.postMessage');
+    expect(posts.every((c) => c.response.ok === true)).toBe(true);
+    const thread = fake.thread(CHANNEL, q);
+    // ~11,400 characters: several sections (≤ 3,000 each), packed into messages within the block limits.
+    expect(thread.flatMap(sectionTexts).length).toBeGreaterThan(3);
+    expect(thread).toHaveLength(posts.length);
+    const record = (await state.listAnswers())[0];
+    expect(record?.messageKeys).toEqual(thread.map((m) => `${CHANNEL}:${m.ts}`));
+    for (const m of thread) {
+      const blocks = m.blocks as Block[];
+      expect(blocks.length).toBeLessThanOrEqual(FAKE_SLACK_LIMITS.blocks);
+      expect((m.text ?? '').length).toBeLessThan(4000);
+      for (const t of sectionTexts(m)) {
+        expect(t.length).toBeLessThanOrEqual(3000);
+        expect(t.split('\n').filter((l) => /^\s*```/.test(l)).length % 2).toBe(0);
+      }
+      expect(await state.answerForMessage('slack', `${CHANNEL}:${m.ts}`)).toBe(record?.id);
+    }
+    // Buttons once, on the last message; Sources only there too.
+    const withButtons = thread.filter((m) => actionsBlocks(m).length > 0);
+    expect(withButtons).toHaveLength(1);
+    expect(withButtons[0]).toBe(thread.at(-1));
+    const withSources = thread.filter((m) => JSON.stringify(m.blocks).includes('*Sources*'));
+    expect(withSources).toEqual([thread.at(-1)]);
+    // The whole text, in order: every code line once and in sequence, and the prose unchanged.
+    const all = thread.flatMap(sectionTexts).join('\n');
+    const codeLines = all.split('\n').filter((l) => l.startsWith('./manage.py export'));
+    // Both code blocks of the case hold the same 39 lines.
+    const block = Array.from(
+      { length: 39 },
+      (_, i) => `./manage.py export --realm acme --part ${i + 1} --output /tmp/export-${i + 1}.tar.gz`,
+    );
+    expect(codeLines).toEqual([...block, ...block]);
+    const squash = (s: string) => s.replace(/^\s*```.*$/gm, '').replace(/\s+/g, '');
+    const { markdownToMrkdwn } = await import('../bot/render/markdown-to-mrkdwn.ts');
+    expect(squash(all)).toBe(squash(markdownToMrkdwn(record?.result.text ?? '')));
+    expect(record?.result.citations.length).toBeGreaterThan(0);
+  });
+
+  it('turns Slack text back into the question', () => {
+    expect(
+      slackTextToQuestion(
+        '<@U123ABC> what is A &amp; B &lt;1&gt;? see <https://x.example/a|the doc> in <#C1|general> <!here>',
+      ),
+    ).toBe('what is A & B <1>? see the doc (https://x.example/a) in #general @here');
+  });
+});
