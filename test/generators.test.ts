@@ -223,7 +223,37 @@ describe('llama-cpp generator (real node-llama-cpp, tiny random GGUF + LoRA writ
     const concurrent = await Promise.all(
       (['a', 'b', null, 'a'] as const).map((name) => gen.generate(request({ adapter: name }))),
     );
+    expect(new Set(serial).size).toBe(3);
     expect(concurrent.map((r) => r.text)).toEqual(serial);
+    expect(concurrent.map((r) => r.adapter)).toEqual(['a', 'b', undefined, 'a']);
+  });
+
+  it('queues requests beyond the sequences of a context and frees least recently used adapter contexts', async () => {
+    const tight = await LlamaCppGenerator.load({
+      modelPath,
+      llama,
+      threads: 1,
+      maxTokens: 12,
+      sequencesPerAdapter: 1,
+      maxAdapterContexts: 1,
+      adapters: { a: { path: adapter.a as string, scale: 1 }, b: { path: adapter.b as string, scale: 1 } },
+    });
+    try {
+      const expected = (
+        await Promise.all([gen.generate(request({ adapter: 'a' })), gen.generate(request({ adapter: 'b' }))])
+      ).map((r) => r.text);
+      // Three requests on one sequence: they wait their turn and all get the adapter's reply.
+      const queued = await Promise.all([1, 2, 3].map(() => tight.generate(request({ adapter: 'a' }))));
+      expect(queued.map((r) => r.text)).toEqual([expected[0], expected[0], expected[0]]);
+      for (const name of ['b', null, 'a', 'b'] as const) {
+        const r = await tight.generate(request({ adapter: name }));
+        if (name === 'a') expect(r.text).toBe(expected[0]);
+        if (name === 'b') expect(r.text).toBe(expected[1]);
+        expect((await tight.poolStats()).length).toBe(1);
+      }
+    } finally {
+      await tight.dispose();
+    }
   });
 
   it('picks up an adapter registered at runtime, and a file replaced in place, without a restart', async () => {

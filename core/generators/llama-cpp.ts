@@ -77,10 +77,13 @@ interface Pool {
   context: LlamaContext;
   free: LlamaContextSequence[];
   waiters: Array<(seq: LlamaContextSequence) => void>;
+  /** Requests holding or waiting for one of its sequences. */
   busy: number;
   lastUsed: number;
   /** Set when the adapter's file changed: freed as soon as it is idle. */
   retired: boolean;
+  /** Set (synchronously) when its context is being disposed: never hand it out again. */
+  closed: boolean;
 }
 
 const BASE = 'base';
@@ -265,7 +268,7 @@ export class LlamaCppGenerator implements Generator {
       }
     } finally {
       limit.dispose();
-      if (pool && sequence) this.#release(pool, sequence);
+      if (pool) this.#release(pool, sequence);
     }
 
     const checked = checkCitations(text.trim(), prompt.contextsUsed);
@@ -291,7 +294,7 @@ export class LlamaCppGenerator implements Generator {
     this.#disposed = true;
     const pools = await Promise.allSettled(this.#pools.values());
     this.#pools.clear();
-    for (const p of pools) if (p.status === 'fulfilled') await p.value.context.dispose();
+    for (const p of pools) if (p.status === 'fulfilled' && !p.value.closed) await p.value.context.dispose();
     await this.model.dispose();
     if (this.#ownsLlama) await this.#llama.dispose();
     if (this.#linkDir) await rm(this.#linkDir, { recursive: true, force: true });
@@ -341,6 +344,10 @@ export class LlamaCppGenerator implements Generator {
       await this.#evictIdle(key);
     }
     const pool = await pending;
+    // Evicted or retired while we waited for it: look again.
+    if (pool.closed) return this.#pool(spec);
+    // Reserve it synchronously, so eviction (which checks `busy`) cannot close it under us.
+    pool.busy++;
     pool.lastUsed = performance.now();
     return pool;
   }
@@ -376,7 +383,16 @@ export class LlamaCppGenerator implements Generator {
         ...(o.threads ? { threads: o.threads } : {}),
         ...(filePath ? { lora: { adapters: [{ filePath, scale }] } } : {}),
       });
-      return { key, context, free: [], waiters: [], busy: 0, lastUsed: performance.now(), retired: false };
+      return {
+        key,
+        context,
+        free: [],
+        waiters: [],
+        busy: 0,
+        lastUsed: performance.now(),
+        retired: false,
+        closed: false,
+      };
     } catch (err) {
       const what = filePath ? `LoRA adapter ${filePath}` : 'a context';
       throw new GeneratorError('llm_unavailable', `cannot create ${what}: ${(err as Error).message}`, {
@@ -398,26 +414,32 @@ export class LlamaCppGenerator implements Generator {
     settled.sort((a, b) => a.lastUsed - b.lastUsed);
     for (const pool of settled) {
       if (this.#pools.size <= max) break;
+      if (pool.busy > 0 || pool.closed) continue;
       this.#pools.delete(pool.key);
-      await pool.context.dispose();
+      this.#close(pool);
     }
   }
 
   #retire(pool: Pool): void {
     pool.retired = true;
-    if (pool.busy === 0) void pool.context.dispose();
+    if (pool.busy === 0) this.#close(pool);
   }
 
+  #close(pool: Pool): void {
+    if (pool.closed) return;
+    pool.closed = true;
+    void pool.context.dispose();
+  }
+
+  /** A sequence of a pool reserved by `#pool`; waits (abortably) when all are in use. */
   #acquire(pool: Pool, signal: AbortSignal): Promise<LlamaContextSequence> {
     signal.throwIfAborted();
-    pool.busy++;
     const free = pool.free.pop();
     if (free) return Promise.resolve(free);
     if (pool.context.sequencesLeft > 0) return Promise.resolve(pool.context.getSequence());
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         pool.waiters.splice(pool.waiters.indexOf(waiter), 1);
-        pool.busy--;
         reject(signal.reason);
       };
       const waiter = (seq: LlamaContextSequence) => {
@@ -429,15 +451,15 @@ export class LlamaCppGenerator implements Generator {
     });
   }
 
-  #release(pool: Pool, sequence: LlamaContextSequence): void {
-    const next = pool.waiters.shift();
-    if (next) {
-      next(sequence);
-      return;
-    }
+  /** Ends a reservation, handing the sequence (if any) to the next waiter. */
+  #release(pool: Pool, sequence: LlamaContextSequence | undefined): void {
     pool.busy--;
-    pool.free.push(sequence);
-    if (pool.retired && pool.busy === 0) void pool.context.dispose();
+    if (sequence) {
+      const next = pool.waiters.shift();
+      if (next) next(sequence);
+      else pool.free.push(sequence);
+    }
+    if (pool.retired && pool.busy === 0) this.#close(pool);
   }
 }
 
