@@ -1,0 +1,509 @@
+import {
+  type ButtonInteraction,
+  ChannelType,
+  type ChatInputCommandInteraction,
+  Client,
+  type ClientOptions,
+  DiscordAPIError,
+  type Emoji,
+  Events,
+  GatewayIntentBits,
+  type Interaction,
+  type Message,
+  type MessageCreateOptions,
+  MessageFlags,
+  type MessageReaction,
+  type PartialMessageReaction,
+  Partials,
+  type PartialUser,
+  RESTJSONErrorCodes,
+  ThreadAutoArchiveDuration,
+  type User,
+} from 'discord.js';
+import type { Logger } from 'pino';
+import type { AnswerResult } from '../../core/types.ts';
+import { runSupportCommand, type SupportCommandDeps } from '../commands/support-command.ts';
+import { type ConversationHandler, HUMAN_COMING_TEXT } from '../conversation/handler.ts';
+import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
+import { splitMarkdown } from '../render/split.ts';
+import { SUPPORT_COMMAND_NAME, supportCommandText } from './commands.ts';
+import {
+  answerToDiscordMessages,
+  DISCORD_LIMITS,
+  type DiscordMessagePayload,
+  parseFeedbackCustomId,
+} from './messages.ts';
+
+export interface DiscordSettings {
+  /** Bot token (`DISCORD_TOKEN`). */
+  token: string;
+  /** REST base URL (`DISCORD_API_URL`; proxies, tests), e.g. `http://127.0.0.1:8080/api`; Discord's own when unset. */
+  apiUrl?: string;
+  /**
+   * Reactions counted as 👍 / 👎: unicode emoji (matched without skin-tone modifiers and the
+   * emoji variation selector, so 👍🏽 counts as 👍), or custom emoji by id, name or `name:id`.
+   * Every other reaction is ignored.
+   */
+  upReactions: string[];
+  downReactions: string[];
+  /** User ids and role ids allowed admin subcommands (`/support sync`, `retrain`). */
+  adminUsers: string[];
+  adminRoles: string[];
+  /**
+   * Escalation target for a guild and channel; null when none is configured. Read by whoever
+   * builds the `ConversationHandler` (its `escalationFor`), as for Slack.
+   */
+  escalationFor: (message: IncomingMessage) => EscalationTarget | null;
+}
+
+export interface DiscordBotDeps {
+  handler: ConversationHandler;
+  /** The `/support` runner's deps; its `state` is also where follow-ups and interactions are looked up and claimed. */
+  commands: SupportCommandDeps;
+  log: Logger;
+}
+
+export interface DiscordBot {
+  /** The discord.js client (for logs and tests). */
+  readonly client: Client;
+  /** Logs in and resolves once the gateway session is ready (READY and the guilds' GUILD_CREATE received). */
+  start(): Promise<void>;
+  /**
+   * Graceful stop: ignores new events, waits for the work already started (answers being
+   * generated and posted, command follow-ups) up to `drainTimeoutMs` (default 30,000), then closes
+   * the gateway connection (close code 1000). Idempotent.
+   */
+  stop(options?: { drainTimeoutMs?: number }): Promise<void>;
+  /** Resolves when every event handled so far is done (answers posted and recorded). */
+  settled(): Promise<void>;
+}
+
+/**
+ * Gateway intents the bot needs (https://discord.com/developers/docs/events/gateway#list-of-intents):
+ * guilds and their channels/threads/roles (`Guilds`), messages and their text in servers and DMs
+ * (`GuildMessages`, `DirectMessages`, the privileged `MessageContent`), and reactions in both
+ * (`GuildMessageReactions`, `DirectMessageReactions`). Bitfield 46593.
+ */
+export const DISCORD_INTENTS = [
+  GatewayIntentBits.Guilds,
+  GatewayIntentBits.GuildMessages,
+  GatewayIntentBits.MessageContent,
+  GatewayIntentBits.GuildMessageReactions,
+  GatewayIntentBits.DirectMessages,
+  GatewayIntentBits.DirectMessageReactions,
+] as const;
+
+/**
+ * Partials, so discord.js emits events for things it has not cached: DM channels (a DM's
+ * MESSAGE_CREATE arrives for a channel never seen), and reactions on messages from before a
+ * restart (MESSAGE_REACTION_ADD carries only ids; https://discordjs.guide/popular-topics/partials).
+ */
+export const DISCORD_PARTIALS = [
+  Partials.Channel,
+  Partials.Message,
+  Partials.Reaction,
+  Partials.User,
+] as const;
+
+/** Discord error codes meaning "no thread here": fall back to replying in the channel. */
+const THREAD_NOT_ALLOWED: ReadonlySet<number | string> = new Set([
+  RESTJSONErrorCodes.MissingAccess,
+  RESTJSONErrorCodes.MissingPermissions,
+  RESTJSONErrorCodes.CannotExecuteActionOnThisChannelType,
+]);
+
+/** Channel types a thread can be started from a message in (Start Thread from Message). */
+const THREAD_PARENTS: ReadonlySet<ChannelType> = new Set([
+  ChannelType.GuildText,
+  ChannelType.GuildAnnouncement,
+]);
+
+/** The first ~90 characters of a question, cut at a word, as a thread name (Discord allows 1..100). */
+export function threadName(question: string): string {
+  const text = question.replace(/\s+/g, ' ').trim();
+  if (text.length === 0) return 'Support question';
+  if (text.length <= 90) return text;
+  const cut = text.slice(0, 90);
+  const space = cut.lastIndexOf(' ');
+  return `${(space > 40 ? cut.slice(0, space) : cut).trimEnd()}…`;
+}
+
+/** `👍🏽` → `👍`: drops skin-tone modifiers (U+1F3FB..U+1F3FF) and variation selector 16. */
+function baseEmoji(name: string): string {
+  return name.replace(/[\u{1F3FB}-\u{1F3FF}\u{FE0F}]/gu, '');
+}
+
+/**
+ * The rating a reaction emoji stands for, or null. Unicode emoji match by their base form;
+ * custom emoji (they have an id) only when configured by id, name or `name:id`.
+ */
+export function reactionRating(
+  emoji: Pick<Emoji, 'id' | 'name'>,
+  settings: Pick<DiscordSettings, 'upReactions' | 'downReactions'>,
+): 1 | -1 | null {
+  const matches = (list: string[]) => {
+    if (emoji.id) {
+      const forms = [emoji.id, emoji.name ?? '', `${emoji.name ?? ''}:${emoji.id}`];
+      return list.some((e) => forms.includes(e));
+    }
+    return emoji.name !== null && list.some((e) => baseEmoji(e) === baseEmoji(emoji.name as string));
+  };
+  if (matches(settings.upReactions)) return 1;
+  if (matches(settings.downReactions)) return -1;
+  return null;
+}
+
+/** A discord.js send payload from a rendered answer message (mentions stay off, as the client default). */
+function toSendOptions(m: DiscordMessagePayload): MessageCreateOptions {
+  return {
+    content: m.content,
+    flags: MessageFlags.SuppressEmbeds,
+    allowedMentions: { parse: [] },
+    ...(m.components ? { components: m.components } : {}),
+  };
+}
+
+/** Where the replies to one question go: a thread, or replies to the question in its channel. */
+interface Destination {
+  send(options: MessageCreateOptions): Promise<Message>;
+  /** Link for escalation notices. */
+  url: string;
+  /** Mention of the place (`<#thread>`), for escalation notices. */
+  mention: string;
+}
+
+/**
+ * The Discord transport: a discord.js client that turns mentions and DMs into questions for the
+ * conversation handler, 👍/👎 reactions and buttons into ratings, and `/support` into the shared
+ * command runner. It holds no retrieval or model logic.
+ *
+ * - A mention in a server channel is answered in a thread started from the question (so the thread
+ *   id is the question's message id, and the conversation key); where no thread can be started
+ *   (DMs, threads, channel types without threads, missing permissions: 50001/50013/50024) the bot
+ *   replies to the question instead. In a thread the bot started, the asker's later messages are
+ *   follow-ups without a mention, until the thread was escalated to a person; everyone else
+ *   mentions the bot. A reply that mentions the bot under one of its answers continues that
+ *   answer's conversation.
+ * - Answers are split by `answerToDiscordMessages` (≤ 2,000 chars, balanced fences, buttons on the
+ *   last message). Nothing the bot posts pings anyone, except the configured escalation mention.
+ * - Reactions resolve by message id through the state store (never a fetch), so they count on
+ *   messages from before a restart (`DISCORD_PARTIALS`); the bot's own reactions are ignored.
+ * - `/support` is deferred (callback type 5, ephemeral) before any work, so Discord's 3 s window
+ *   holds however slow the command is; then the original is edited and progress comes as
+ *   follow-ups (each within the token's 15 min). Buttons are answered with an ephemeral type 4.
+ *   Interactions are claimed in the state store first, so replicas sharing it answer each once.
+ * - Messages from bots (itself included), webhooks and system messages are ignored.
+ */
+export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps): DiscordBot {
+  const options: ClientOptions = {
+    intents: [...DISCORD_INTENTS],
+    partials: [...DISCORD_PARTIALS],
+    // Generated text must never ping (`@everyone`, roles, users, the replied-to asker).
+    allowedMentions: { parse: [], repliedUser: false },
+    ...(settings.apiUrl ? { rest: { api: settings.apiUrl } } : {}),
+  };
+  const client = new Client(options);
+  const { handler, log } = deps;
+  const state = deps.commands.state;
+  let stopping = false;
+
+  const botId = () => client.user?.id ?? '';
+
+  const mentionsBot = (message: Message): boolean =>
+    message.mentions.users.has(botId()) ||
+    // Clients sometimes insert the bot's managed role instead of the bot user.
+    message.mentions.roles.some((role) => role.tags?.botId === botId());
+
+  const cleanText = (message: Message): string => {
+    const roleIds = message.mentions.roles.filter((r) => r.tags?.botId === botId()).map((r) => r.id);
+    let text = message.content.replaceAll(`<@${botId()}>`, ' ').replaceAll(`<@!${botId()}>`, ' ');
+    for (const id of roleIds) text = text.replaceAll(`<@&${id}>`, ' ');
+    return text.replace(/\s+/g, ' ').trim();
+  };
+
+  /** The answer record of the conversation in channel/thread `key`, if the bot answered there. */
+  const conversationAnswer = async (key: string) => {
+    const id = await state.answerForMessage('discord', `thread:${key}`);
+    return id ? state.getAnswer(id) : null;
+  };
+
+  /** Whether a message without a mention continues a thread the bot started for its author. */
+  const isFollowUp = async (message: Message): Promise<boolean> => {
+    if (!message.channel.isThread() || message.channel.ownerId !== botId()) return false;
+    const record = await conversationAnswer(message.channelId);
+    if (record === null || record.userId !== message.author.id) return false;
+    // Once a person was asked to join, the bot stops answering unasked.
+    return (await state.answerForMessage('discord', `escalated:${message.channelId}`)) === null;
+  };
+
+  /** The conversation an answer belongs to, when `message` is a reply to one of the bot's answers. */
+  const repliedConversation = async (message: Message): Promise<string | null> => {
+    const ref = message.reference?.messageId;
+    if (!ref || message.reference?.channelId !== message.channelId) return null;
+    const id = await state.answerForMessage('discord', ref);
+    const record = id ? await state.getAnswer(id) : null;
+    return record?.threadId ?? null;
+  };
+
+  const replyTo = (message: Message): Destination => ({
+    send: (o) => message.reply({ ...o, failIfNotExists: false }),
+    url: message.url,
+    mention: `<#${message.channelId}>`,
+  });
+
+  /** Starts a thread from the question; where that is not possible, replies in the channel. */
+  const openThread = async (message: Message, text: string): Promise<Destination> => {
+    if (!message.inGuild() || !THREAD_PARENTS.has(message.channel.type)) return replyTo(message);
+    try {
+      const thread = await message.startThread({
+        name: threadName(text),
+        autoArchiveDuration: ThreadAutoArchiveDuration.OneDay,
+      });
+      return { send: (o) => thread.send(o), url: thread.url, mention: `<#${thread.id}>` };
+    } catch (err) {
+      if (err instanceof DiscordAPIError && err.code === RESTJSONErrorCodes.ThreadAlreadyCreatedForMessage) {
+        // The thread of a message shares its id (Start Thread from Message).
+        const thread = await client.channels.fetch(message.id);
+        if (thread?.isSendable())
+          return { send: (o) => thread.send(o), url: message.url, mention: `<#${thread.id}>` };
+      }
+      const expected = err instanceof DiscordAPIError && THREAD_NOT_ALLOWED.has(err.code);
+      log[expected ? 'info' : 'warn'](
+        { err, channelId: message.channelId },
+        'could not start a thread; replying in the channel',
+      );
+      return replyTo(message);
+    }
+  };
+
+  const replyChannel = (destination: () => Promise<Destination>): ReplyChannel => {
+    // One destination per question, opened on the first post (only the replica that claimed it posts).
+    let opened: Promise<Destination> | undefined;
+    const dest = () => {
+      opened ??= destination();
+      return opened;
+    };
+    return {
+      async postAnswer(_message, result: AnswerResult, answerId) {
+        const d = await dest();
+        const ids: string[] = [];
+        for (const m of answerToDiscordMessages(result, { answerId, feedbackButtons: true })) {
+          ids.push((await d.send(toSendOptions(m))).id);
+        }
+        return ids;
+      },
+      async postText(_message, text) {
+        const d = await dest();
+        for (const part of splitMarkdown(text, DISCORD_LIMITS.contentChars)) await d.send({ content: part });
+      },
+      async notifyEscalation(target, message, reason) {
+        const d = await dest();
+        const channel = await client.channels.fetch(target.channelId);
+        if (channel?.isSendable()) {
+          const mention = target.mention ?? '';
+          const notice = `${mention ? `${mention} ` : ''}A person is needed in ${d.mention} for <@${message.userId}>: ${reason}. ${d.url}`;
+          await channel.send({
+            content: notice.slice(0, DISCORD_LIMITS.contentChars),
+            flags: MessageFlags.SuppressEmbeds,
+            // Ping only the configured target, never the asker from here.
+            allowedMentions: {
+              parse: [],
+              roles: [...mention.matchAll(/<@&(\d+)>/g)].map((m) => m[1] as string),
+              users: [...mention.matchAll(/<@!?(\d+)>/g)].map((m) => m[1] as string),
+            },
+          });
+        } else {
+          log.warn(
+            { channelId: target.channelId },
+            'escalation channel is not a text channel the bot can post in',
+          );
+        }
+        // Remembered so follow-ups without a mention stop once a person was asked to join.
+        const answerId = await state.answerForMessage('discord', `thread:${message.threadKey}`);
+        await state.mapMessage('discord', `escalated:${message.threadKey}`, answerId ?? message.messageKey);
+        await d.send({ content: HUMAN_COMING_TEXT });
+      },
+    };
+  };
+
+  const onMessage = async (message: Message) => {
+    if (message.author.bot || message.webhookId || message.system) return;
+    const isDirect = !message.inGuild();
+    const base = {
+      platform: 'discord' as const,
+      messageKey: message.id,
+      workspaceId: message.guildId ?? 'dm',
+      channelId: message.channelId,
+      userId: message.author.id,
+      text: cleanText(message),
+      isDirect,
+      permalink: message.url,
+    };
+    let incoming: IncomingMessage;
+    let destination: () => Promise<Destination>;
+    if (isDirect) {
+      // A DM is one conversation: no threads there, answers reply to the question.
+      incoming = { ...base, threadKey: message.channelId };
+      destination = async () => replyTo(message);
+    } else if (message.channel.isThread()) {
+      if (!mentionsBot(message) && !(await isFollowUp(message))) return;
+      incoming = { ...base, threadKey: message.channelId };
+      const thread = message.channel;
+      destination = async () => ({
+        send: (o) => thread.send(o),
+        url: thread.url,
+        mention: `<#${thread.id}>`,
+      });
+    } else {
+      if (!mentionsBot(message)) return;
+      const continued = await repliedConversation(message);
+      incoming = { ...base, threadKey: continued ?? message.id };
+      destination = continued ? async () => replyTo(message) : () => openThread(message, base.text);
+    }
+    const outcome = await handler.handleMessage(incoming, replyChannel(destination));
+    log.debug({ outcome, messageKey: message.id }, 'discord message handled');
+  };
+
+  const onReaction = async (
+    reaction: MessageReaction | PartialMessageReaction,
+    user: User | PartialUser,
+    added: boolean,
+  ) => {
+    if (user.id === botId() || user.bot) return;
+    const value = reactionRating(reaction.emoji, settings);
+    if (value === null) return;
+    // The message may be a partial from before a restart: only its id is needed, never fetched.
+    await handler.handleRating({
+      platform: 'discord',
+      messageKey: reaction.message.id,
+      userId: user.id,
+      value: added ? value : null,
+      onlyIfCurrent: added ? undefined : value,
+    });
+  };
+
+  /** True for the one replica (sharing the state store) that answers this interaction. */
+  const claimInteraction = async (interaction: Interaction): Promise<boolean> => {
+    try {
+      return await state.claimEvent(`interaction:discord:${interaction.id}`, 15 * 60_000);
+    } catch (err) {
+      // An unreachable store must not leave the user without an answer; a duplicate ack just fails.
+      log.warn({ err }, 'could not claim an interaction; answering it anyway');
+      return true;
+    }
+  };
+
+  const isAdmin = (interaction: Interaction): boolean => {
+    if (settings.adminUsers.includes(interaction.user.id)) return true;
+    const member = interaction.member;
+    if (!member) return false;
+    // A cached guild member exposes roles as a manager; an uncached one as the payload's id list.
+    const roles = Array.isArray(member.roles) ? member.roles : [...member.roles.cache.keys()];
+    return settings.adminRoles.some((r) => roles.includes(r));
+  };
+
+  const onCommand = async (interaction: ChatInputCommandInteraction) => {
+    if (!(await claimInteraction(interaction))) return;
+    // Acknowledge before anything slow: Discord drops interactions not answered within 3 s.
+    await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+    try {
+      const reply = await runSupportCommand(
+        { text: supportCommandText(interaction), userId: interaction.user.id, isAdmin: isAdmin(interaction) },
+        deps.commands,
+      );
+      const [first = '…', ...rest] = splitMarkdown(reply.immediate, DISCORD_LIMITS.contentChars);
+      await interaction.editReply({ content: first });
+      for (const part of rest) await interaction.followUp({ content: part, flags: MessageFlags.Ephemeral });
+      if (reply.followUp) {
+        await reply.followUp(async (text) => {
+          for (const part of splitMarkdown(text, DISCORD_LIMITS.contentChars)) {
+            await interaction.followUp({ content: part, flags: MessageFlags.SuppressEmbeds });
+          }
+        });
+      }
+    } catch (err) {
+      log.error({ err }, '/support failed');
+      await interaction
+        .editReply({ content: 'Sorry, that command failed on my side. Please try again.' })
+        .catch(() => {});
+    }
+  };
+
+  const onButton = async (interaction: ButtonInteraction) => {
+    const parsed = parseFeedbackCustomId(interaction.customId);
+    if (parsed === null) return;
+    if (!(await claimInteraction(interaction))) return;
+    let content: string;
+    try {
+      const r = await handler.handleRating({
+        platform: 'discord',
+        messageKey: interaction.message.id,
+        userId: interaction.user.id,
+        value: parsed.value,
+      });
+      content =
+        r.kind === 'ignored'
+          ? 'That answer is no longer tracked, so the rating was not recorded.'
+          : parsed.value === 1
+            ? 'Thanks for the 👍!'
+            : 'Thanks — noted 👎. Write in the thread if you need more help.';
+    } catch (err) {
+      log.error({ err }, 'recording a button rating failed');
+      content = 'Sorry, I could not record that rating. Please try again.';
+    }
+    await interaction.reply({ content, flags: MessageFlags.Ephemeral });
+  };
+
+  // Work started by events, so a stop can wait for it and tests can wait for it to settle.
+  const pending = new Set<Promise<void>>();
+  const track = (work: () => Promise<void>, what: string) => {
+    if (stopping) return;
+    const p = work()
+      .catch((err) => log.error({ err }, `discord ${what} failed`))
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  };
+  const settled = async () => {
+    while (pending.size > 0) await Promise.allSettled([...pending]);
+  };
+
+  client.on(Events.MessageCreate, (message) => track(() => onMessage(message), 'message'));
+  client.on(Events.MessageReactionAdd, (reaction, user) =>
+    track(() => onReaction(reaction, user, true), 'reaction'),
+  );
+  client.on(Events.MessageReactionRemove, (reaction, user) =>
+    track(() => onReaction(reaction, user, false), 'reaction removal'),
+  );
+  client.on(Events.InteractionCreate, (interaction) => {
+    if (interaction.isChatInputCommand() && interaction.commandName === SUPPORT_COMMAND_NAME) {
+      track(() => onCommand(interaction), '/support');
+    } else if (interaction.isButton()) {
+      track(() => onButton(interaction), 'button');
+    }
+  });
+  client.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
+  client.on(Events.ShardError, (err) => log.warn({ err }, 'discord gateway error'));
+
+  return {
+    client,
+    async start() {
+      const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
+      await client.login(settings.token);
+      await ready;
+      log.info({ user: client.user?.tag, guilds: client.guilds.cache.size }, 'discord bot ready');
+    },
+    async stop(options = {}) {
+      if (stopping) return;
+      stopping = true;
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), options.drainTimeoutMs ?? 30_000);
+      });
+      const drained = await Promise.race([settled(), timeout]).finally(() => clearTimeout(timer));
+      if (drained === 'timeout')
+        log.warn({ pending: pending.size }, 'discord bot stopped with work in flight');
+      await client.destroy();
+    },
+    settled,
+  };
+}
