@@ -126,13 +126,17 @@ function finalUserMessage(blocks: string[], question: string): string {
 /**
  * History as alternating user/assistant messages: consecutive turns of one role are merged and a
  * leading assistant turn is dropped, because strict chat templates (Llama 2, Mistral) reject
- * anything else. A trailing user turn (asked, never answered) is returned as `carry`, to be put
+ * anything else. Citation markers are removed from earlier answers. A trailing user turn (asked, never answered) is returned as `carry`, to be put
  * in front of the question rather than lost.
  */
 function historyMessages(turns: Turn[]): { messages: ChatMessage[]; carry: string | null } {
   const out: ChatMessage[] = [];
   for (const t of turns) {
-    const text = t.text.trim();
+    // An earlier answer's `[n]` referred to that answer's own citation list, not to this prompt's
+    // sources; left in, the model would copy numbers that now point elsewhere.
+    const text = (
+      t.role === 'assistant' ? mapOutsideCode(t.text, (p) => p.replace(CITATION_MARKER, '')) : t.text
+    ).trim();
     if (!text) continue;
     const last = out[out.length - 1];
     if (last && last.role === t.role) last.content = `${last.content}\n\n${text}`;

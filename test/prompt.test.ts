@@ -186,14 +186,14 @@ describe('prompt assembly', () => {
     );
   });
 
-  it('keeps history alternating: drops a leading assistant turn, merges repeats, carries an unanswered question', () => {
+  it('keeps history alternating: drops a leading assistant turn, merges repeats, carries an unanswered question, drops old citation markers', () => {
     const p = assemblePrompt(
       base({
         history: [
           { role: 'assistant', text: 'Welcome!' },
           { role: 'user', text: 'hi' },
           { role: 'user', text: 'anyone?' },
-          { role: 'assistant', text: 'Hello.' },
+          { role: 'assistant', text: 'Hello [1]. Use `a[2]`.' },
           { role: 'user', text: 'I use the iOS app.' },
         ],
       }),
@@ -203,7 +203,7 @@ describe('prompt assembly', () => {
     ).toEqual([
       ['system', p.messages[0]?.content],
       ['user', 'hi\n\nanyone?'],
-      ['assistant', 'Hello.'],
+      ['assistant', 'Hello . Use `a[2]`.'],
       ['user', '…'],
     ]);
     expect(lastUser(p.messages)).toContain('Question: I use the iOS app.\n\nHow do I reset my password?');
