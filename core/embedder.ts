@@ -135,3 +135,12 @@ export function checkBatchSize(value: number | undefined, fallback: number): num
   }
   return size;
 }
+
+/**
+ * The text embedded for a stored chunk: the article title and heading path above the chunk text,
+ * so a chunk that never repeats its topic ("Select Confirm.") is still placed near it.
+ */
+export function passageText(chunk: { title: string; headingPath: readonly string[]; text: string }): string {
+  const head = [chunk.title, ...chunk.headingPath].filter((s) => s.trim() !== '').join(' › ');
+  return head ? `${head}\n${chunk.text}` : chunk.text;
+}

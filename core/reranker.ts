@@ -1,3 +1,4 @@
+import { passageText } from './embedder.ts';
 import { SupportbotError } from './errors.ts';
 import type { SearchHit } from './types.ts';
 
@@ -63,17 +64,11 @@ export async function rerankHits(
   options: { signal?: AbortSignal } = {},
 ): Promise<SearchHit[]> {
   if (hits.length === 0 || k <= 0) return [];
-  const texts = hits.map((h) => passageText(h));
+  const texts = hits.map((h) => passageText(h.chunk));
   const scores = await reranker.rerank(query, texts, options);
   return hits
     .map((hit, i) => ({ hit, score: scores[i] ?? Number.NEGATIVE_INFINITY, i }))
     .sort((a, b) => b.score - a.score || a.i - b.i)
     .slice(0, k)
     .map(({ hit, score }, i) => ({ ...hit, score, rank: i + 1 }));
-}
-
-/** What a cross-encoder reads for a chunk: its title and headings give the passage its topic. */
-function passageText(hit: SearchHit): string {
-  const heading = [hit.chunk.title, ...hit.chunk.headingPath].filter(Boolean).join(' › ');
-  return heading ? `${heading}\n${hit.chunk.text}` : hit.chunk.text;
 }

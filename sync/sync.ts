@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import { batches, type Embedder, passageText } from '../core/embedder.ts';
+import { SupportbotError } from '../core/errors.ts';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
-import type { Article } from '../core/types.ts';
+import type { Article, Chunk } from '../core/types.ts';
 import { type ChunkOptions, chunkArticle } from './chunker.ts';
 import type { Source, SourceItem, SourceItemError } from './source.ts';
 
@@ -26,6 +28,8 @@ export interface SyncSummary {
    */
   swept: boolean;
   sourceError?: string;
+  /** Chunks embedded by this sync (new and changed articles, plus any chunk that lacked a vector). */
+  embedded?: number;
 }
 
 export interface SyncProgress {
@@ -42,6 +46,22 @@ export interface SyncOptions {
   onProgress?: (progress: SyncProgress) => void;
   /** Re-chunk every article even when its hash is unchanged. */
   force?: boolean;
+  /**
+   * Embeds the chunks of new and changed articles (stored with them, atomically), then any chunk in
+   * the store that has no vector yet (e.g. after embeddings were first turned on). The store must
+   * keep vectors (`setEmbeddingInfo` and friends).
+   */
+  embedder?: Embedder;
+  /**
+   * With `embedder`: when the store's vectors were made by another model, drop them all and
+   * re-embed every chunk, without re-chunking, instead of failing with `embedding-mismatch`.
+   * (`supportbot sync --reembed`.)
+   */
+  reembed?: boolean;
+  /** Chunks per `embedPassages` call. Default 64. */
+  embedBatchSize?: number;
+  /** Stops embedding between batches. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -93,6 +113,33 @@ export async function syncSource(
     errors: [],
     swept: false,
   };
+  const embedder = options.embedder;
+  const embedBatch = Math.max(1, Math.floor(options.embedBatchSize ?? DEFAULT_EMBED_BATCH));
+  if (embedder) {
+    await prepareVectors(store, embedder, { reembed: options.reembed });
+    summary.embedded = 0;
+  }
+  // New and changed articles wait here until enough chunks are collected for one embedding batch;
+  // each article is still written in its own transaction, with its vectors.
+  let pending: { article: Article; chunks: Chunk[]; hash: string }[] = [];
+  let pendingChunks = 0;
+  const flush = async () => {
+    const batch = pending;
+    pending = [];
+    pendingChunks = 0;
+    const texts = batch.flatMap(({ article, chunks }) =>
+      chunks.map((c) => passageText({ title: article.title, headingPath: c.headingPath, text: c.text })),
+    );
+    const vectors =
+      embedder && texts.length > 0 ? await embedAll(embedder, texts, embedBatch, options.signal) : [];
+    let offset = 0;
+    for (const { article, chunks, hash } of batch) {
+      const own = embedder ? vectors.slice(offset, offset + chunks.length) : undefined;
+      offset += chunks.length;
+      await store.upsertArticle(article, chunks, hash, own);
+    }
+    if (embedder) summary.embedded = (summary.embedded ?? 0) + texts.length;
+  };
   const known = new Map((await store.listArticleHashes(source.name)).map((h) => [h.articleId, h]));
   const seen = new Set<string>();
   /** Files that failed, and folders (`sub/`, with the trailing slash) that could not be read. */
@@ -123,6 +170,8 @@ export async function syncSource(
       } catch (err) {
         exhausted = true; // a generator that threw is finished; there is nothing to close
         summary.sourceError = (err as Error).message;
+        // Articles read before the failure are counted as added/updated: write them.
+        if (pending.length > 0) await flush();
         return finish();
       }
       if (next.done) {
@@ -157,16 +206,28 @@ export async function syncSource(
         summary.unchanged++;
       } else {
         const chunks = chunkArticle(article, options.chunking);
-        await store.upsertArticle(article, chunks, hash);
+        if (embedder) {
+          pending.push({ article, chunks, hash });
+          pendingChunks += chunks.length;
+          if (pendingChunks >= embedBatch) await flush();
+        } else {
+          await store.upsertArticle(article, chunks, hash);
+        }
         summary.chunks += chunks.length;
         if (previous) summary.updated++;
         else summary.added++;
       }
       options.onProgress?.({ source: source.name, processed, article: article.sourcePath });
     }
+    if (pending.length > 0) await flush();
   } finally {
     // Leaving early (a store error): let the source release its files and connections.
     if (!exhausted) await iterator.return?.().catch(() => undefined);
+  }
+  if (embedder) {
+    summary.embedded =
+      (summary.embedded ?? 0) +
+      (await embedMissingVectors(store, embedder, { batchSize: embedBatch, signal: options.signal }));
   }
 
   if (processed === 0 && known.size > 0) {
@@ -184,6 +245,71 @@ export async function syncSource(
   if (gone.length > 0) summary.deleted = await store.deleteArticles(source.name, gone);
   summary.swept = true;
   return finish();
+}
+
+const DEFAULT_EMBED_BATCH = 64;
+
+/**
+ * Makes `store` ready for vectors of `embedder`: records its model id and dimension. A store
+ * whose vectors come from another model throws SupportbotError `embedding-mismatch` ("run
+ * `supportbot sync --reembed`"), unless `reembed` is set: then all vectors are dropped and every
+ * chunk waits for `embedMissingVectors`. Call once per run, before syncing sources (syncSource
+ * calls it itself); after the first call the model matches and later calls change nothing.
+ *
+ * @throws SupportbotError `embedding-mismatch`, `invalid-option` (the store keeps no vectors).
+ */
+export async function prepareVectors(
+  store: KnowledgeStore,
+  embedder: Embedder,
+  options: { reembed?: boolean } = {},
+): Promise<void> {
+  if (!store.setEmbeddingInfo || !store.listChunksWithoutVectors || !store.upsertVectors) {
+    throw new SupportbotError('invalid-option', `knowledge store ${store.id} cannot keep vectors`);
+  }
+  await store.setEmbeddingInfo(
+    { model: embedder.id, dimensions: embedder.dimensions },
+    { reset: options.reembed === true },
+  );
+}
+
+/**
+ * Embeds every chunk in the store that has no vector (all of them right after a reset), in
+ * batches of `batchSize`, without re-chunking anything. Returns how many chunks were embedded.
+ */
+export async function embedMissingVectors(
+  store: KnowledgeStore,
+  embedder: Embedder,
+  options: { batchSize?: number; signal?: AbortSignal; onProgress?: (embedded: number) => void } = {},
+): Promise<number> {
+  if (!store.listChunksWithoutVectors || !store.upsertVectors) return 0;
+  const batchSize = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_EMBED_BATCH));
+  let embedded = 0;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const missing = await store.listChunksWithoutVectors(batchSize);
+    if (missing.length === 0) break;
+    const vectors = await embedder.embedPassages(missing.map(passageText), { signal: options.signal });
+    const written = await store.upsertVectors(
+      missing.map((c, i) => ({ chunkId: c.id, vector: vectors[i] as Float32Array })),
+    );
+    // A chunk deleted meanwhile is skipped by upsertVectors; nothing written means no progress.
+    if (written === 0) break;
+    embedded += written;
+    options.onProgress?.(embedded);
+  }
+  return embedded;
+}
+
+async function embedAll(
+  embedder: Embedder,
+  texts: string[],
+  batchSize: number,
+  signal: AbortSignal | undefined,
+): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (const batch of batches(texts, batchSize))
+    out.push(...(await embedder.embedPassages(batch, { signal })));
+  return out;
 }
 
 /** One summary line, e.g. `examples: 3 added, 1 updated, 17 unchanged, 0 deleted, 0 failed; 12 chunks in 0.4 s`. */

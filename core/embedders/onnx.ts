@@ -7,7 +7,7 @@ import {
   env,
   type PreTrainedModel,
   type PreTrainedTokenizer,
-  type Tensor,
+  Tensor,
 } from '@huggingface/transformers';
 import {
   batches,
@@ -105,6 +105,69 @@ function readJson(file: string): Record<string, unknown> | null {
   } catch {
     return null;
   }
+}
+
+/** Model inputs for one batch: int64 tensors `[batch, tokens]`. */
+export interface EncodedBatch {
+  input_ids: Tensor;
+  attention_mask: Tensor;
+  token_type_ids: Tensor;
+}
+
+/**
+ * Tokenizes a batch (texts, or text pairs for a cross-encoder) with the tokenizer's own template
+ * (`[CLS] a [SEP]`, `[CLS] a [SEP] b [SEP]`, `<s> a </s>`, …), truncates each sequence to
+ * `maxLength` tokens and pads to the longest (right side, `pad_token_id`, mask 0).
+ *
+ * Truncation keeps the template's closing special token, as Hugging Face tokenizers do
+ * (they truncate the content, then add special tokens): transformers.js 4 instead slices the
+ * finished sequence, which drops the final `[SEP]`. For pairs, content is cut from the end of the
+ * second text (the passage), which equals "only_second" truncation whenever the query fits.
+ */
+export function encodeBatch(
+  tokenizer: PreTrainedTokenizer,
+  texts: string[],
+  maxLength: number,
+  pairs?: string[],
+): EncodedBatch {
+  const special = new Set(tokenizer.all_special_ids);
+  // Untruncated and unpadded, as plain arrays: truncation and padding follow below.
+  const encoded = tokenizer(texts, {
+    text_pair: pairs ?? null,
+    add_special_tokens: true,
+    return_token_type_ids: true,
+    return_tensor: false,
+  }) as unknown as { input_ids: number[][]; token_type_ids?: number[][] };
+  const rows = encoded.input_ids.map((ids, i) => {
+    const types = encoded.token_type_ids?.[i] ?? new Array<number>(ids.length).fill(0);
+    if (ids.length <= maxLength) return { ids, types };
+    const last = ids.length - 1;
+    const keepLast = special.has(ids[last] as number);
+    const head = keepLast ? maxLength - 1 : maxLength;
+    return {
+      ids: keepLast ? [...ids.slice(0, head), ids[last] as number] : ids.slice(0, head),
+      types: keepLast ? [...types.slice(0, head), types[last] as number] : types.slice(0, head),
+    };
+  });
+  const width = Math.max(1, ...rows.map((r) => r.ids.length));
+  const ids = new BigInt64Array(rows.length * width);
+  const mask = new BigInt64Array(rows.length * width);
+  const types = new BigInt64Array(rows.length * width);
+  const pad = BigInt(tokenizer.pad_token_id ?? 0);
+  rows.forEach((row, b) => {
+    for (let t = 0; t < width; t++) {
+      const real = t < row.ids.length;
+      ids[b * width + t] = real ? BigInt(row.ids[t] as number) : pad;
+      mask[b * width + t] = real ? 1n : 0n;
+      types[b * width + t] = real ? BigInt(row.types[t] as number) : 0n;
+    }
+  });
+  const dims = [rows.length, width];
+  return {
+    input_ids: new Tensor('int64', ids, dims),
+    attention_mask: new Tensor('int64', mask, dims),
+    token_type_ids: new Tensor('int64', types, dims),
+  };
 }
 
 /** What a folder's sentence-transformers files say about pooling, length and prompts. */
@@ -299,8 +362,8 @@ export class OnnxEmbedder implements Embedder {
 
   /** Token ids the model sees for one text (after prefixing is up to the caller), for tests and debugging. */
   tokenize(text: string): number[] {
-    const encoded = this.#tokenizer(text, { truncation: true, max_length: this.maxLength });
-    return Array.from(encoded.input_ids.data as ArrayLike<bigint>, Number);
+    const { input_ids } = encodeBatch(this.#tokenizer, [text], this.maxLength);
+    return Array.from(input_ids.data as ArrayLike<bigint>, Number);
   }
 
   async close(): Promise<void> {
@@ -323,7 +386,7 @@ export class OnnxEmbedder implements Embedder {
     if (model === null) throw new SupportbotError('embedding-failed', `embedder ${this.id} is closed`);
     if (texts.length === 0) return [];
     try {
-      const inputs = this.#tokenizer(texts, { padding: true, truncation: true, max_length: this.maxLength });
+      const inputs = encodeBatch(this.#tokenizer, texts, this.maxLength);
       const outputs = (await model(inputs)) as Record<string, Tensor | undefined>;
       const pooled = outputs.sentence_embedding;
       if (pooled) {
@@ -337,7 +400,7 @@ export class OnnxEmbedder implements Embedder {
           `the graph has no last_hidden_state/token_embeddings [batch, tokens, dim] output (outputs: ${Object.keys(outputs).join(', ')})`,
         );
       }
-      const mask = inputs.attention_mask as Tensor;
+      const mask = inputs.attention_mask;
       return poolAndNormalize(
         hidden.data as Float32Array,
         mask.data as BigInt64Array,

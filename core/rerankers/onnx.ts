@@ -6,7 +6,7 @@ import {
   type Tensor,
 } from '@huggingface/transformers';
 import { batches, checkBatchSize } from '../embedder.ts';
-import { resolveModelFolder } from '../embedders/onnx.ts';
+import { encodeBatch, resolveModelFolder } from '../embedders/onnx.ts';
 import { SupportbotError } from '../errors.ts';
 import type { Reranker, RerankerOptions } from '../reranker.ts';
 
@@ -16,7 +16,8 @@ const DEFAULT_MAX_LENGTH = 512;
  * A cross-encoder (ms-marco MiniLM style: BERT with a sequence-classification head) run by
  * onnxruntime-node through transformers.js, never the network. Each (query, doc) pair is tokenized
  * as a text pair (`[CLS] query [SEP] doc [SEP]`, token types 0/1, per the tokenizer's
- * post-processor), truncated to `maxLength` tokens (the longer side first) and padded per batch;
+ * post-processor), truncated to `maxLength` tokens from the end of the doc (see `encodeBatch`)
+ * and padded per batch;
  * the graph's `logits` output gives the score: the single logit of a one-label head (how
  * ms-marco cross-encoders are trained), or logit[1] − logit[0] (the log-odds of "relevant") for a
  * two-label head.
@@ -108,9 +109,11 @@ export class OnnxReranker implements Reranker {
     const model = this.#model;
     if (model === null) throw new SupportbotError('rerank-failed', `reranker ${this.id} is closed`);
     try {
-      const inputs = this.#tokenizer(
+      const inputs = encodeBatch(
+        this.#tokenizer,
         docs.map(() => query),
-        { text_pair: docs, padding: true, truncation: true, max_length: this.maxLength },
+        this.maxLength,
+        docs,
       );
       const { logits } = (await model(inputs)) as { logits?: Tensor };
       if (logits?.dims.length !== 2 || logits.dims[0] !== docs.length) {

@@ -429,3 +429,244 @@ export function describeKnowledgeStoreContract(name: string, makeStore: () => Pr
     });
   });
 }
+
+/** A unit vector along the given axis weights (4 dimensions), for hand-checkable cosine scores. */
+export function unit(...weights: number[]): Float32Array {
+  const v = Float32Array.from({ length: 4 }, (_, i) => weights[i] ?? 0);
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
+}
+
+/**
+ * The vector behaviour every `KnowledgeStore` that keeps embeddings must show (the optional
+ * `embeddingInfo`/`setEmbeddingInfo`/`listChunksWithoutVectors`/`upsertVectors` methods, vectors
+ * in `upsertArticle`, and `mode`/`alpha`/`fusion` in `search`). Vectors here are 4-dimensional and
+ * hand-made, so expected cosine scores are exact. `makeStore` returns a new, empty store.
+ */
+export function describeVectorStoreContract(name: string, makeStore: () => Promise<KnowledgeStore>): void {
+  describe(`KnowledgeStore vector contract: ${name}`, () => {
+    let store: KnowledgeStore;
+    const info = { model: 'test:axes-4', dimensions: 4 };
+
+    /** The optional vector methods, asserted present. */
+    const vectors = () => {
+      const { embeddingInfo, setEmbeddingInfo, listChunksWithoutVectors, upsertVectors } = store;
+      if (!embeddingInfo || !setEmbeddingInfo || !listChunksWithoutVectors || !upsertVectors) {
+        throw new Error(`${store.id} does not implement the vector methods`);
+      }
+      return {
+        embeddingInfo: embeddingInfo.bind(store),
+        setEmbeddingInfo: setEmbeddingInfo.bind(store),
+        listChunksWithoutVectors: listChunksWithoutVectors.bind(store),
+        upsertVectors: upsertVectors.bind(store),
+      };
+    };
+
+    const putV = async (
+      overrides: Partial<Article> & { id: string },
+      texts: string[],
+      vecs: Float32Array[],
+    ): Promise<Article> => {
+      const article = makeArticle(overrides);
+      await store.upsertArticle(article, makeChunks(article, texts), 'h1', vecs);
+      return article;
+    };
+
+    beforeEach(async () => {
+      store = await makeStore();
+    });
+
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe('embedding model', () => {
+      it('starts without one; setting the same one again is a no-op', async () => {
+        const v = vectors();
+        expect(await v.embeddingInfo()).toBeNull();
+        await v.setEmbeddingInfo(info);
+        expect(await v.embeddingInfo()).toEqual(info);
+        await putV({ id: 'a' }, ['alpha'], [unit(1)]);
+        await v.setEmbeddingInfo({ ...info });
+        expect(await v.listChunksWithoutVectors(10)).toEqual([]);
+      });
+
+      it('another model or dimension is embedding-mismatch, naming sync --reembed; reset drops every vector', async () => {
+        const v = vectors();
+        await v.setEmbeddingInfo(info);
+        await putV({ id: 'a' }, ['alpha one', 'alpha two'], [unit(1), unit(0, 1)]);
+        for (const other of [
+          { model: 'test:other', dimensions: 4 },
+          { model: info.model, dimensions: 8 },
+        ]) {
+          const err = await v.setEmbeddingInfo(other).then(
+            () => null,
+            (e: unknown) => e as { code?: string; message?: string },
+          );
+          expect(err?.code).toBe('embedding-mismatch');
+          expect(err?.message).toContain('supportbot sync --reembed');
+        }
+        expect(await v.embeddingInfo()).toEqual(info);
+
+        await v.setEmbeddingInfo({ model: 'test:other', dimensions: 3 }, { reset: true });
+        expect(await v.embeddingInfo()).toEqual({ model: 'test:other', dimensions: 3 });
+        expect((await v.listChunksWithoutVectors(10)).map((c) => c.id).sort()).toEqual([
+          'docs:a#0',
+          'docs:a#1',
+        ]);
+        // BM25 is untouched by the reset.
+        expect(ids(await store.search('alpha', { k: 5 })).sort()).toEqual(['docs:a#0', 'docs:a#1']);
+      });
+
+      it('a query vector of another length is embedding-mismatch', async () => {
+        await vectors().setEmbeddingInfo(info);
+        await putV({ id: 'a' }, ['alpha'], [unit(1)]);
+        await expect(
+          store.search('alpha', { k: 5, vector: new Float32Array(3).fill(1), mode: 'vector' }),
+        ).rejects.toMatchObject({ code: 'embedding-mismatch' });
+      });
+
+      it('vectors of the wrong length or count are refused and nothing is written', async () => {
+        await vectors().setEmbeddingInfo(info);
+        const article = makeArticle({ id: 'a' });
+        const chunks = makeChunks(article, ['alpha', 'beta']);
+        await expect(
+          store.upsertArticle(article, chunks, 'h', [unit(1), new Float32Array(3)]),
+        ).rejects.toMatchObject({
+          code: 'embedding-mismatch',
+        });
+        await expect(store.upsertArticle(article, chunks, 'h', [unit(1)])).rejects.toThrow();
+        expect(await store.stats()).toMatchObject({ articles: 0, chunks: 0 });
+      });
+    });
+
+    describe('vector search', () => {
+      beforeEach(async () => {
+        await vectors().setEmbeddingInfo(info);
+        // Axis 0 = "refunds", axis 1 = "passwords", axis 2 = "bank feeds", axis 3 = filler.
+        await putV(
+          { id: 'refund', title: 'Refund policy' },
+          ['Money back within 14 days.'],
+          [unit(1, 0, 0, 0.2)],
+        );
+        await putV({ id: 'password', title: 'Reset your password' }, ['Use the sign-in page.'], [unit(0, 1)]);
+        await putV(
+          { id: 'bank', title: 'Bank feeds' },
+          ['Error E1042 means reconnect.'],
+          [unit(0, 0, 1, 0.5)],
+        );
+        await putV({ id: 'staff', accessGroups: ['staff'] }, ['Internal refund runbook.'], [unit(1)]);
+        await putV({ id: 'refund-de', locale: 'de' }, ['Rückerstattung.'], [unit(1, 0, 0, 0.4)]);
+      });
+
+      it('ranks by cosine similarity (the score), public articles only by default', async () => {
+        const hits = await store.search('', { k: 10, vector: unit(1, 0.1), mode: 'vector' });
+        expect(hits.map((h) => h.chunk.articleId)).toEqual(['refund', 'refund-de', 'password', 'bank']);
+        expect(hits.map((h) => h.rank)).toEqual([1, 2, 3, 4]);
+        const q = unit(1, 0.1);
+        const expected = [unit(1, 0, 0, 0.2), unit(1, 0, 0, 0.4), unit(0, 1), unit(0, 0, 1, 0.5)].map((v) =>
+          v.reduce((sum, x, i) => sum + x * (q[i] as number), 0),
+        );
+        hits.forEach((hit, i) => {
+          expect(hit.score).toBeCloseTo(expected[i] as number, 5);
+        });
+        expect(hits[0]?.chunk).toMatchObject({ title: 'Refund policy', text: 'Money back within 14 days.' });
+      });
+
+      it('filters apply before ranking and k', async () => {
+        const top = async (filter: object, k = 1) =>
+          (await store.search('', { k, vector: unit(1), mode: 'vector', filter })).map(
+            (h) => h.chunk.articleId,
+          );
+        expect(await top({})).toEqual(['refund']);
+        expect(await top({ accessGroups: ['staff'] })).toEqual(['staff']);
+        expect(await top({ locales: ['de'] })).toEqual(['refund-de']);
+        expect(await top({ locales: ['en'], tags: [] }, 5)).toEqual([]);
+        expect(await top({ sources: ['other'] }, 5)).toEqual([]);
+      });
+
+      it('honours k and never returns a deleted or replaced chunk', async () => {
+        expect(await store.search('', { k: 2, vector: unit(1), mode: 'vector' })).toHaveLength(2);
+        await store.deleteArticles('docs', ['refund']);
+        await putV({ id: 'refund-de', locale: 'de' }, ['Erstattung neu.'], [unit(0, 0, 0, 1)]);
+        const hits = await store.search('', {
+          k: 10,
+          vector: unit(1),
+          mode: 'vector',
+          filter: { locales: ['de', 'en'] },
+        });
+        expect(hits.map((h) => h.chunk.articleId)).not.toContain('refund');
+        expect(hits.find((h) => h.chunk.articleId === 'refund-de')?.chunk.text).toBe('Erstattung neu.');
+        // The replaced chunk's new vector (axis 3) is orthogonal to the query (axis 0): cosine 0.
+        expect(hits.find((h) => h.chunk.articleId === 'refund-de')?.score).toBeCloseTo(0, 5);
+      });
+
+      it('hybrid finds a vector-only match and a keyword-only match; alpha 1 is pure vector, 0 pure BM25', async () => {
+        // "reimbursement" is in no chunk: only the vector (the refund direction) finds the refund article.
+        const synonym = await store.search('reimbursement', { k: 3, vector: unit(1), mode: 'hybrid' });
+        expect(synonym[0]?.chunk.articleId).toBe('refund');
+        expect(await store.search('reimbursement', { k: 3 })).toEqual([]);
+        // "E1042" is in one chunk; a query vector that points elsewhere must not hide it.
+        const code = await store.search('E1042', { k: 3, vector: unit(0, 1), mode: 'hybrid' });
+        expect(code.map((h) => h.chunk.articleId)).toContain('bank');
+        expect(code.map((h) => h.chunk.articleId)).toContain('password');
+        for (const fusion of ['rrf', 'relative'] as const) {
+          const pureVector = await store.search('E1042', { k: 4, vector: unit(0, 1), alpha: 1, fusion });
+          expect(pureVector.map((h) => h.chunk.articleId)).toEqual(
+            (await store.search('E1042', { k: 4, vector: unit(0, 1), mode: 'vector' })).map(
+              (h) => h.chunk.articleId,
+            ),
+          );
+          const pureBm25 = await store.search('E1042', { k: 4, vector: unit(0, 1), alpha: 0, fusion });
+          expect(pureBm25.map((h) => h.chunk.articleId)).toEqual(['bank']);
+        }
+        await expect(store.search('x', { k: 1, vector: unit(1), alpha: 1.5 })).rejects.toMatchObject({
+          code: 'invalid-option',
+        });
+      });
+
+      it('without a query vector the search is BM25, exactly as mode bm25', async () => {
+        const plain = await store.search('refund', { k: 5 });
+        expect(plain.map((h) => h.chunk.articleId)).toEqual(['refund']);
+        expect(await store.search('refund', { k: 5, mode: 'bm25', vector: unit(0, 1) })).toEqual(plain);
+      });
+    });
+
+    describe('filling and re-embedding', () => {
+      it('chunks written without vectors are listed until upsertVectors fills them', async () => {
+        const v = vectors();
+        await v.setEmbeddingInfo(info);
+        await put(store, { id: 'a' }, ['one', 'two']);
+        await putV({ id: 'b' }, ['three'], [unit(1)]);
+        const missing = await v.listChunksWithoutVectors(10);
+        expect(missing.map((c) => c.id)).toEqual(['docs:a#0', 'docs:a#1']);
+        expect(missing[0]).toMatchObject({ title: 'Article a', text: 'one', headingPath: [] });
+        expect((await v.listChunksWithoutVectors(1)).map((c) => c.id)).toEqual(['docs:a#0']);
+        expect(
+          await v.upsertVectors([
+            { chunkId: 'docs:a#0', vector: unit(0, 1) },
+            { chunkId: 'docs:a#1', vector: unit(0, 0, 1) },
+            { chunkId: 'docs:nope#0', vector: unit(1) },
+          ]),
+        ).toBe(2);
+        expect(await v.listChunksWithoutVectors(10)).toEqual([]);
+        const hits = await store.search('', { k: 1, vector: unit(0, 0, 1), mode: 'vector' });
+        expect(hits[0]?.chunk.id).toBe('docs:a#1');
+        // Overwriting a vector moves the chunk.
+        await v.upsertVectors([{ chunkId: 'docs:a#1', vector: unit(1) }]);
+        expect(
+          (await store.search('', { k: 1, vector: unit(0, 0, 1), mode: 'vector' }))[0]?.chunk.id,
+        ).not.toBe('docs:a#1');
+      });
+
+      it('re-upserting an article without vectors leaves its new chunks without vectors', async () => {
+        const v = vectors();
+        await v.setEmbeddingInfo(info);
+        await putV({ id: 'a' }, ['one'], [unit(1)]);
+        await put(store, { id: 'a' }, ['uno', 'dos'], 'h2');
+        expect((await v.listChunksWithoutVectors(10)).map((c) => c.id)).toEqual(['docs:a#0', 'docs:a#1']);
+        expect(await store.search('', { k: 5, vector: unit(1), mode: 'vector' })).toEqual([]);
+      });
+    });
+  });
+}
