@@ -372,6 +372,32 @@ describe('llama-cpp generator (real node-llama-cpp, tiny random GGUF + LoRA writ
     }
   });
 
+  it('reports a missing or broken adapter file as llm_unavailable', async () => {
+    gen.registerAdapter('gone', path.join(tmp, 'gone.gguf'));
+    await expect(gen.generate(request({ adapter: 'gone' }))).rejects.toMatchObject({
+      code: 'llm_unavailable',
+    });
+    // A LoRA for another shape of model: llama.cpp refuses it.
+    const broken = await writeTinyLora(tmp, 'broken.gguf', {
+      pairs: [
+        {
+          target: 'blk.0.attn_q.weight',
+          nIn: 32,
+          nOut: 64,
+          rank: 2,
+          a: new Float32Array(64),
+          b: new Float32Array(128),
+        },
+      ],
+    });
+    gen.registerAdapter('broken', broken);
+    const err = await gen.generate(request({ adapter: 'broken' })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'llm_unavailable' });
+    expect((err as Error).message).toMatch(/cannot create LoRA adapter/);
+    // The generator still serves other requests.
+    expect((await gen.generate(request({ adapter: 'a' }))).adapter).toBe('a');
+  });
+
   it('fails to load a missing model with llm_unavailable', async () => {
     await expect(
       LlamaCppGenerator.load({ modelPath: path.join(tmp, 'missing.gguf'), llama }),
@@ -550,6 +576,18 @@ describe('openai generator (local server speaking the chat-completions SSE proto
       expect(server.seen).toHaveLength(3);
     } finally {
       await server.close();
+    }
+    const down = await chatServer(
+      (_req, res) => void res.writeHead(503, { 'retry-after': '0' }).end('overloaded'),
+    );
+    try {
+      const gen = new OpenAIGenerator({ baseUrl: down.url, model: 'm', retries: 2, retryDelayMs: 5 });
+      const err = await gen.generate(request()).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'llm_unavailable' });
+      expect((err as Error).message).toBe('the language model server answered 503: overloaded');
+      expect(down.seen).toHaveLength(3);
+    } finally {
+      await down.close();
     }
   });
 

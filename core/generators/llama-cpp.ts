@@ -257,14 +257,13 @@ export class LlamaCppGenerator implements Generator {
       if (!lengthStop.signal.aborted || limit.signal.aborted) {
         if (request.signal?.aborted) throw abortReason(request.signal);
         if (limit.timedOut()) throw limit.signal.reason;
-        if (err instanceof SupportbotError) throw err;
-        throw new GeneratorError(
-          'llm_unavailable',
-          `llama.cpp generation failed: ${(err as Error).message}`,
-          {
-            cause: err,
-          },
-        );
+        if (err instanceof GeneratorError) throw err;
+        // A missing adapter file (SupportbotError adapter_missing) or a native failure.
+        const why =
+          err instanceof SupportbotError
+            ? err.message
+            : `llama.cpp generation failed: ${(err as Error).message}`;
+        throw new GeneratorError('llm_unavailable', why, { cause: err });
       }
     } finally {
       limit.dispose();
