@@ -1,12 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HELP_TEXT } from '../bot/commands/support-command.ts';
-import { COMMAND_WORKING_TEXT, slackTextToQuestion } from '../bot/slack/app.ts';
+import { COMMAND_WORKING_TEXT, createSlackBot, slackTextToQuestion } from '../bot/slack/app.ts';
 import { FEEDBACK_ACTION_DOWN, FEEDBACK_ACTION_UP } from '../bot/slack/blocks.ts';
 import type { Generator } from '../core/generator.ts';
-import { ExtractiveGenerator } from '../core/generators/extractive.ts';
 import type { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import { FAKE_SLACK_LIMITS, FakeSlackApi, type PostedMessage } from './fakes/slack-api.ts';
@@ -48,19 +48,6 @@ function mention(user: string, ts: string, text = QUESTION, channel = CHANNEL, t
     channel,
     event_ts: ts,
     ...(threadTs ? { thread_ts: threadTs } : {}),
-  };
-}
-
-/** The same post as the `message.channels` subscription delivers it. */
-function channelMessage(user: string, ts: string, text = QUESTION, channel = CHANNEL) {
-  return {
-    type: 'message',
-    channel_type: 'channel',
-    user,
-    text: `<@UBOT> ${text}`,
-    ts,
-    channel,
-    event_ts: ts,
   };
 }
 
@@ -535,6 +522,28 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     const { markdownToMrkdwn } = await import('../bot/render/markdown-to-mrkdwn.ts');
     expect(squash(all)).toBe(squash(markdownToMrkdwn(record?.result.text ?? '')));
     expect(record?.result.citations.length).toBeGreaterThan(0);
+  });
+
+  it('start() rejects a token Slack refuses (auth.test invalid_auth) instead of starting a broken bot', async () => {
+    await setup();
+    const app = createSlackBot(
+      {
+        botToken: 'xoxb-revoked',
+        signingSecret: 'x',
+        apiUrl: fake.apiUrl,
+        upReactions: [],
+        downReactions: [],
+        adminUsers: [],
+        adminGroups: [],
+        escalationFor: () => null,
+      },
+      { handler: {} as never, commands: {} as never, log: pino({ level: 'silent' }) },
+    );
+    await expect(app.start({ port: 0, host: '127.0.0.1' })).rejects.toMatchObject({
+      code: 'slack-auth',
+      message: expect.stringContaining('invalid_auth'),
+    });
+    expect(fake.callsTo('auth.test')).toHaveLength(1);
   });
 
   it('turns Slack text back into the question', () => {

@@ -3,6 +3,7 @@ import { App, type AppOptions, LogLevel } from '@slack/bolt';
 import type { Logger as BoltLogger } from '@slack/logger';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
+import { SupportbotError } from '../../core/errors.ts';
 import type { AnswerResult } from '../../core/types.ts';
 import {
   ADMIN_SUBCOMMANDS,
@@ -87,6 +88,25 @@ export function slackTextToQuestion(text: string): string {
 }
 
 /**
+ * Bolt's `App`, initialised on `start()` instead of in the constructor: `start` first calls
+ * `auth.test`, so a bad token makes `start` reject instead of starting a bot whose every event
+ * fails (and whose constructor's unawaited `auth.test` would surface as an unhandled rejection).
+ */
+class SlackBotApp extends App {
+  override async start(...args: Parameters<App['start']>): ReturnType<App['start']> {
+    try {
+      await this.init();
+    } catch (err) {
+      const code = (err as { data?: { error?: string } }).data?.error ?? (err as Error).message;
+      throw new SupportbotError('slack-auth', `Slack did not accept the bot token (auth.test: ${code})`, {
+        cause: err,
+      });
+    }
+    return super.start(...args);
+  }
+}
+
+/**
  * The Slack transport: a Bolt app (Socket Mode when `appToken` is set, else the HTTP receiver
  * with signature verification) that turns `app_mention`s and direct messages into questions for
  * the conversation handler, reactions and 👍/👎 buttons into ratings, and `/support` into the
@@ -99,8 +119,9 @@ export function slackTextToQuestion(text: string): string {
  * state store. `/support` acks with its immediate reply when that is ready within
  * `COMMAND_ACK_BUDGET_MS`, else with a placeholder, and sends the rest to the `response_url`.
  *
- * The Bolt constructor calls `auth.test` at once (token verification), so the Web API must be
- * reachable when this is called. Start it with `app.start(port)` (HTTP) or `app.start()` (Socket Mode).
+ * Start it with `app.start(port)` (HTTP) or `app.start()` (Socket Mode); `start` checks the token
+ * with `auth.test` first.
+ * @throws (from `start`) SupportbotError `slack-auth` when Slack rejects the token.
  */
 export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App {
   const { handler, log } = deps;
@@ -108,12 +129,13 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     token: settings.botToken,
     signingSecret: settings.signingSecret,
     processBeforeResponse: false,
+    deferInitialization: true,
     logger: boltLogger(log),
     clientOptions: settings.apiUrl ? { slackApiUrl: settings.apiUrl } : undefined,
     customRoutes: deps.routes?.map((r) => ({ path: r.path, method: ['GET'], handler: r.handler })),
   };
   if (settings.appToken) Object.assign(options, { socketMode: true, appToken: settings.appToken });
-  const app = new App(options);
+  const app = new SlackBotApp(options);
 
   const replyChannel = (client: WebClient): ReplyChannel => ({
     async postAnswer(message, result: AnswerResult, answerId) {
