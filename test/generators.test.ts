@@ -363,7 +363,7 @@ describe('llama-cpp generator (real node-llama-cpp, tiny random GGUF + LoRA writ
       expect(full.usage?.completionTokens).toBeGreaterThan(100);
       console.log(`tiny GGUF: ${full.usage?.completionTokens} tokens in ${fullMs.toFixed(0)} ms`);
       const err = await slow
-        .generate(request({ timeoutMs: Math.max(5, fullMs / 4) }))
+        .generate(request({ timeoutMs: Math.max(5, fullMs / 10) }))
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(GeneratorError);
       expect(err).toMatchObject({ code: 'llm_timeout' });
