@@ -830,12 +830,15 @@ function prepareVectorStatements(db: Database.Database) {
     missingVectors: db.prepare(
       `${HYDRATE_SELECT} WHERE NOT EXISTS (SELECT 1 FROM ${VECTOR_TABLE} v WHERE v.pk = c.pk) ORDER BY c.pk LIMIT ?`,
     ),
-    // KNN over every vector, then the filter on the best @prefetch (see #vectorCandidates).
+    // KNN over every vector, then the filter on the best @prefetch (see #vectorCandidates). The
+    // CTE is MATERIALIZED so SQLite does not flatten it: vec0 allows no ORDER BY but distance on
+    // the KNN itself, and the outer ORDER BY breaks ties by pk for a deterministic order.
     knnThenFilter: db.prepare(`
-      SELECT v.pk AS pk, 1 - v.distance AS score
-      FROM (
+      WITH v AS MATERIALIZED (
         SELECT pk, distance FROM ${VECTOR_TABLE} WHERE embedding MATCH @vector AND k = @prefetch
-      ) v
+      )
+      SELECT v.pk AS pk, 1 - v.distance AS score
+      FROM v
       JOIN chunks c ON c.pk = v.pk
       JOIN articles a ON a.source = c.source AND a.id = c.article_id
       WHERE ${FILTER_SQL}
@@ -843,12 +846,14 @@ function prepareVectorStatements(db: Database.Database) {
       LIMIT @limit`),
     // KNN restricted to the chunks that pass the filter: vec0 takes the pk IN list into the scan.
     filterThenKnn: db.prepare(`
-      SELECT pk, 1 - distance AS score FROM ${VECTOR_TABLE}
-      WHERE embedding MATCH @vector AND k = @limit
-        AND pk IN (
-          SELECT c.pk FROM chunks c JOIN articles a ON a.source = c.source AND a.id = c.article_id
-          WHERE ${FILTER_SQL})
-      ORDER BY distance, pk`),
+      WITH v AS MATERIALIZED (
+        SELECT pk, distance FROM ${VECTOR_TABLE}
+        WHERE embedding MATCH @vector AND k = @limit
+          AND pk IN (
+            SELECT c.pk FROM chunks c JOIN articles a ON a.source = c.source AND a.id = c.article_id
+            WHERE ${FILTER_SQL})
+      )
+      SELECT pk, 1 - distance AS score FROM v ORDER BY distance, pk`),
   };
 }
 

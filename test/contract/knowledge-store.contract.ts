@@ -556,7 +556,11 @@ export function describeVectorStoreContract(name: string, makeStore: () => Promi
           [unit(0, 0, 1, 0.5)],
         );
         await putV({ id: 'staff', accessGroups: ['staff'] }, ['Internal refund runbook.'], [unit(1)]);
-        await putV({ id: 'refund-de', locale: 'de' }, ['Rückerstattung.'], [unit(1, 0, 0, 0.4)]);
+        await putV(
+          { id: 'refund-de', locale: 'de', title: 'Erstattung' },
+          ['Rückerstattung.'],
+          [unit(1, 0, 0, 0.4)],
+        );
       });
 
       it('ranks by cosine similarity (the score), public articles only by default', async () => {
