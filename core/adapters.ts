@@ -88,14 +88,14 @@ export interface RequestScope {
 /**
  * Parses and validates an `llm.adapters` section, resolving relative `path`s against `baseDir`
  * (the config file's folder).
- * @throws SupportbotError `config_invalid` with the first problem's path and message.
+ * @throws SupportbotError `config-invalid` with the first problem's path and message.
  */
 export function parseAdapterConfig(raw: unknown, baseDir: string): AdapterConfig {
   const parsed = adapterConfigSchema.safeParse(raw ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new SupportbotError(
-      'config_invalid',
+      'config-invalid',
       `llm.adapters${issue?.path.length ? `.${issue.path.join('.')}` : ''}: ${issue?.message}`,
     );
   }

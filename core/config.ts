@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { adapterConfigSchema } from './adapters.ts';
 import { SupportbotError } from './errors.ts';
 
 /** The project root (where package.json lives), so defaults work from any working directory. */
@@ -143,6 +144,85 @@ const limitsSchema = z
   })
   .strict();
 
+/** Generator backends (`LLM_BACKEND`); see `core/generators/`. */
+export const LLM_BACKENDS = ['extractive', 'llama-cpp', 'openai'] as const;
+
+/** The `llm` section: which generator answers, and the LoRA adapter map (`core/adapters.ts`). */
+export const llmSchema = z
+  .object({
+    backend: z.enum(LLM_BACKENDS).default('extractive'),
+    /** `LLM_MODEL_PATH`: GGUF base model for `llama-cpp`. */
+    modelPath: z.string().min(1).optional(),
+    /** `LLM_BASE_URL`: OpenAI-compatible server (vLLM, llama.cpp server, Ollama), including `/v1`. */
+    baseUrl: z.string().url().optional(),
+    /** `LLM_API_KEY`: Bearer token for the server. */
+    apiKey: z.string().optional(),
+    /** `LLM_MODEL`: the served base model name for `openai`. */
+    model: z.string().min(1).optional(),
+    /** Context window in tokens; llama-cpp defaults to min(training context, 4096), openai to 8192. */
+    contextSize: z.number().int().min(256).optional(),
+    /** Longest reply in tokens. */
+    maxTokens: z.number().int().min(16).max(8192).default(512),
+    /** Generation timeout; then the extractive answer is posted with a note. */
+    timeoutSeconds: z.number().min(1).max(600).default(20),
+    /** llama-cpp CPU threads (default: node-llama-cpp's choice). */
+    threads: z.number().int().min(1).max(256).optional(),
+    /** System-prompt tone, e.g. "friendly and brief". */
+    tone: z.string().optional(),
+    adapters: adapterConfigSchema.prefault({}),
+  })
+  .strict()
+  .superRefine((llm, ctx) => {
+    if (llm.backend === 'llama-cpp' && !llm.modelPath) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['modelPath'],
+        message: 'LLM_BACKEND=llama-cpp needs LLM_MODEL_PATH (a GGUF file)',
+      });
+    }
+    if (llm.backend === 'openai' && (!llm.baseUrl || !llm.model)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [llm.baseUrl ? 'model' : 'baseUrl'],
+        message: 'LLM_BACKEND=openai needs LLM_BASE_URL and LLM_MODEL',
+      });
+    }
+  });
+
+/** The `embedding` section: vectors for hybrid search (`core/embedder.ts`). No model: BM25 only. */
+const embeddingSchema = z
+  .object({
+    /** `EMBEDDING_MODEL`: local ONNX folder or hub id in the local cache, or the server's model name. */
+    model: z.string().min(1).optional(),
+    /** `EMBEDDING_BASE_URL`: OpenAI-compatible `/v1/embeddings` server (TEI, vLLM, Ollama). */
+    baseUrl: z.string().url().optional(),
+    /** `EMBEDDING_API_KEY`. */
+    apiKey: z.string().optional(),
+    batchSize: z.number().int().min(1).max(1024).optional(),
+    /** Extra folders holding downloaded models (Hugging Face hub cache layout or `<org>/<name>`). */
+    cacheDirs: z.array(z.string()).default([]),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    if (e.baseUrl && !e.model) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model'],
+        message: 'EMBEDDING_BASE_URL needs EMBEDDING_MODEL (the served model name)',
+      });
+    }
+  });
+
+/** The `reranker` section: an ONNX cross-encoder (`core/reranker.ts`) over the fused candidates. */
+const rerankerSchema = z
+  .object({
+    /** `RERANKER_MODEL`: local ONNX cross-encoder folder or hub id in the local cache. */
+    model: z.string().min(1).optional(),
+    /** Candidates fetched before reranking down to `retrieval.topK`. */
+    candidates: z.number().int().min(1).max(200).default(20),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
@@ -168,9 +248,18 @@ export const configSchema = z
       .object({
         /** Chunks handed to the generator. */
         topK: z.number().int().min(1).max(50).default(5),
+        /** `RETRIEVAL_MODE`; default `hybrid` when an embedding model is configured, else `bm25`. */
+        mode: z.enum(['bm25', 'vector', 'hybrid']).optional(),
+        /** `RETRIEVAL_ALPHA`: hybrid weight, 1 = vector only, 0 = BM25 only (as Weaviate's `alpha`). */
+        alpha: z.number().min(0).max(1).default(0.5),
+        /** Hybrid fusion: reciprocal rank fusion or relative score fusion (Weaviate's default). */
+        fusion: z.enum(['rrf', 'relative']).default('relative'),
       })
       .strict()
-      .default({ topK: 5 }),
+      .prefault({}),
+    embedding: embeddingSchema.prefault({}),
+    reranker: rerankerSchema.prefault({}),
+    llm: llmSchema.prefault({}),
     answer: z
       .object({
         /** Abstain below this confidence (0..1); chosen from `npm run calibrate` (evals/calibrate.ts). */
@@ -209,6 +298,17 @@ export const configSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
+    // The handler's answer timeout must leave room for the extractive fallback after an LLM timeout.
+    if (
+      config.llm.backend !== 'extractive' &&
+      config.llm.timeoutSeconds + 2 > config.bot.limits.answerTimeoutSeconds
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['llm', 'timeoutSeconds'],
+        message: `must be at least 2 s below bot.limits.answerTimeoutSeconds (${config.bot.limits.answerTimeoutSeconds}) so a timed-out LLM still gets the extractive fallback posted`,
+      });
+    }
     // Source names key the store: two sources with one name would delete each other's articles.
     const first = new Map<string, number>();
     config.sources.forEach((source, i) => {
@@ -250,6 +350,21 @@ const ENV_KEYS: Record<string, { key: string[]; type: 'string' | 'number' }> = {
   CHUNK_OVERLAP_TOKENS: { key: ['chunking', 'overlapTokens'], type: 'number' },
   RETRIEVAL_TOP_K: { key: ['retrieval', 'topK'], type: 'number' },
   ABSTAIN_THRESHOLD: { key: ['answer', 'abstainThreshold'], type: 'number' },
+  RETRIEVAL_MODE: { key: ['retrieval', 'mode'], type: 'string' },
+  RETRIEVAL_ALPHA: { key: ['retrieval', 'alpha'], type: 'number' },
+  EMBEDDING_MODEL: { key: ['embedding', 'model'], type: 'string' },
+  EMBEDDING_BASE_URL: { key: ['embedding', 'baseUrl'], type: 'string' },
+  EMBEDDING_API_KEY: { key: ['embedding', 'apiKey'], type: 'string' },
+  RERANKER_MODEL: { key: ['reranker', 'model'], type: 'string' },
+  LLM_BACKEND: { key: ['llm', 'backend'], type: 'string' },
+  LLM_MODEL_PATH: { key: ['llm', 'modelPath'], type: 'string' },
+  LLM_BASE_URL: { key: ['llm', 'baseUrl'], type: 'string' },
+  LLM_API_KEY: { key: ['llm', 'apiKey'], type: 'string' },
+  LLM_MODEL: { key: ['llm', 'model'], type: 'string' },
+  LLM_CONTEXT_SIZE: { key: ['llm', 'contextSize'], type: 'number' },
+  LLM_MAX_TOKENS: { key: ['llm', 'maxTokens'], type: 'number' },
+  LLM_TIMEOUT_SECONDS: { key: ['llm', 'timeoutSeconds'], type: 'number' },
+  LLM_THREADS: { key: ['llm', 'threads'], type: 'number' },
   SLACK_BOT_TOKEN: { key: ['slack', 'botToken'], type: 'string' },
   SLACK_SIGNING_SECRET: { key: ['slack', 'signingSecret'], type: 'string' },
   SLACK_APP_TOKEN: { key: ['slack', 'appToken'], type: 'string' },
@@ -337,6 +452,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config & { configFi
   if (config.sources.length === 0) config.sources = [folderSourceSchema.parse(DEFAULT_SOURCE)];
   config.dataDir = path.resolve(env.DATA_DIR ? cwd : baseDir, config.dataDir);
   for (const source of config.sources) source.path = path.resolve(baseDir, source.path);
+  if (config.llm.modelPath)
+    config.llm.modelPath = path.resolve(env.LLM_MODEL_PATH ? cwd : baseDir, config.llm.modelPath);
+  for (const spec of Object.values(config.llm.adapters.map)) {
+    if (spec.path) spec.path = path.resolve(baseDir, spec.path);
+  }
+  config.embedding.cacheDirs = config.embedding.cacheDirs.map((d) => path.resolve(baseDir, d));
   return { ...config, configFile: file };
 }
 

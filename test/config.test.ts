@@ -29,7 +29,11 @@ describe('loadConfig', () => {
     expect(config.configFile).toBeNull();
     expect(config.dataDir).toBe(path.join(cwd, 'data'));
     expect(config.chunking).toEqual({ maxTokens: 300, overlapTokens: 30 });
-    expect(config.retrieval).toEqual({ topK: 5 });
+    expect(config.retrieval).toEqual({ topK: 5, alpha: 0.5, fusion: 'relative' });
+    expect(config.llm).toMatchObject({ backend: 'extractive', maxTokens: 512, timeoutSeconds: 20 });
+    expect(config.llm.adapters).toEqual({ default: null, map: {}, routes: [] });
+    expect(config.embedding.model).toBeUndefined();
+    expect(config.reranker).toEqual({ candidates: 20 });
     expect(config.answer).toEqual({ abstainThreshold: 0.4, maxAnswerChars: 900 });
     expect(config.log).toEqual({ level: 'warn' });
     expect(config.sources).toHaveLength(1);
@@ -220,5 +224,55 @@ describe('chat platform settings', () => {
     const err = loadError({ cwd: tmpdir(), env: { SLACK_BOT_TOKEN: 'xoxb-1' } });
     expect(err.message).toContain('SLACK_SIGNING_SECRET is required');
     expect(loadError({ cwd: tmpdir(), env: { PORT: 'eighty' } }).message).toMatch(/^invalid value for PORT/);
+  });
+});
+
+describe('model settings', () => {
+  it('LLM backends name what they are missing; paths resolve against the config file', () => {
+    expect(loadError({ cwd: tmpdir(), env: { LLM_BACKEND: 'llama-cpp' } }).message).toContain(
+      'LLM_BACKEND=llama-cpp needs LLM_MODEL_PATH',
+    );
+    expect(loadError({ cwd: tmpdir(), env: { LLM_BACKEND: 'openai', LLM_MODEL: 'm' } }).message).toContain(
+      'LLM_BACKEND=openai needs LLM_BASE_URL and LLM_MODEL',
+    );
+    expect(loadError({ cwd: tmpdir(), env: { LLM_BACKEND: 'gpt' } }).message).toMatch(
+      /^invalid value for LLM_BACKEND/,
+    );
+    expect(
+      loadError({
+        cwd: tmpdir(),
+        env: { LLM_BACKEND: 'llama-cpp', LLM_MODEL_PATH: 'm.gguf', LLM_TIMEOUT_SECONDS: '30' },
+      }).message,
+    ).toContain('at least 2 s below bot.limits.answerTimeoutSeconds');
+    const dir = mkdtempSync(path.join(tmpdir(), 'supportbot-config-'));
+    try {
+      writeFileSync(
+        path.join(dir, 'supportbot.config.yaml'),
+        [
+          'llm:',
+          '  backend: llama-cpp',
+          '  modelPath: models/base.gguf',
+          '  adapters:',
+          '    default: tone',
+          '    map:',
+          '      tone: { path: adapters/tone.gguf }',
+          '    routes:',
+          '      - { workspace: T1, adapter: null }',
+          'embedding: { model: intfloat/e5-small-v2 }',
+        ].join('\n'),
+      );
+      const config = loadConfig({ cwd: dir, env: {} });
+      expect(config.llm.modelPath).toBe(path.join(dir, 'models', 'base.gguf'));
+      expect(config.llm.adapters.map.tone).toEqual({
+        path: path.join(dir, 'adapters', 'tone.gguf'),
+        scale: 1,
+      });
+      expect(config.llm.adapters.routes).toEqual([{ workspace: 'T1', adapter: null }]);
+      expect(config.embedding.model).toBe('intfloat/e5-small-v2');
+      const bad = loadError({ cwd: dir, env: { SUPPORTBOT_CONFIG: 'x.yaml' } });
+      expect(bad.code).toBe('config-unreadable');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
