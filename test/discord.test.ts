@@ -34,6 +34,7 @@ import {
   reactionAdd,
   reactionRemove,
   role,
+  snowflake,
   supportCommandInteraction,
   user,
 } from './fakes/discord-gateway.ts';
@@ -181,8 +182,19 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       ...over,
     });
 
-  /** Messages the bot posted that are not its own echo of something else, by channel. */
+  /** Messages the bot posted in a channel. */
   const answersIn = (channelId: string) => rest.postedIn(channelId);
+
+  /**
+   * Waits until `count` answers (messages with buttons) are in the channel and every bot finished
+   * the work around them (message ids and history recorded, as right after posting), then returns
+   * the channel's messages.
+   */
+  const answers = async (channelId: string, count = 1) => {
+    await rest.waitFor(() => answersIn(channelId).filter((m) => m.components).length >= count);
+    await Promise.all(bots.map((b) => b.settled()));
+    return answersIn(channelId);
+  };
 
   it('identifies with the documented intents, answers a guild mention in a thread started from it, and records the answer', async () => {
     const state = sqlite();
@@ -194,10 +206,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     const question = mention('how do I reset my password?');
     gateway.dispatch('MESSAGE_CREATE', question);
     // The thread started from a message has the message's id (Start Thread from Message).
-    const posted = await rest.waitFor(() => {
-      const m = answersIn(question.id);
-      return m.length > 0 && m[m.length - 1]?.components ? m : null;
-    });
+    const posted = await answers(question.id);
     const threadCall = rest.requests.find(
       (r) => r.path === `/channels/${SUPPORT}/messages/${question.id}/threads`,
     );
@@ -246,7 +255,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
   it('treats the asker’s messages in the bot’s thread as follow-ups with history; others must mention the bot', async () => {
     const state = sqlite();
     const seen: { q: string; history: Turn[] }[] = [];
-    const { discord } = await launch(state, {
+    await launch(state, {
       answer: async (q, history, signal) => {
         seen.push({ q, history });
         return helpCenter(q, history, signal);
@@ -255,9 +264,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     const question = mention('how do I export my invoices?');
     gateway.dispatch('MESSAGE_CREATE', question);
     const thread = question.id;
-    await rest.waitFor(() => answersIn(thread).some((m) => m.components));
-    // The answer is recorded right after it is posted; a person types slower than that.
-    await discord.settled();
+    await answers(thread);
 
     // Someone else chatting in the thread without a mention is not asking the bot.
     gateway.dispatch(
@@ -268,7 +275,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       'MESSAGE_CREATE',
       messageCreate({ channelId: thread, guildId: GUILD, author: asker, content: 'and as CSV?' }),
     );
-    await rest.waitFor(() => answersIn(thread).filter((m) => m.components).length === 2);
+    await answers(thread, 2);
     await sleep(200);
     expect(seen.map((s) => s.q)).toEqual(['how do I export my invoices?', 'and as CSV?']);
     expect(seen[1]?.history.map((t) => t.role)).toEqual(['user', 'assistant']);
@@ -289,7 +296,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
         mentionRoles: [BOT_ROLE],
       }),
     );
-    await rest.waitFor(() => answersIn(thread).filter((m) => m.components).length === 3);
+    await answers(thread, 3);
     expect(seen[2]?.q).toBe('can I pay by card?');
   });
 
@@ -344,7 +351,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
 
   it('answers a DM as a reply (no thread), and a channel without thread permission with replies', async () => {
     const state = sqlite();
-    const { discord } = await launch(state);
+    await launch(state);
     rest.dmChannels.add(DM);
     const dm = messageCreate({
       channelId: DM,
@@ -353,10 +360,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       channelType: ChannelType.DM,
     });
     gateway.dispatch('MESSAGE_CREATE', dm);
-    const dmPosts = await rest.waitFor(() => {
-      const m = answersIn(DM);
-      return m.some((x) => x.components) ? m : null;
-    });
+    const dmPosts = await answers(DM);
     expect(dmPosts[0]?.body.message_reference?.message_id).toBe(dm.id);
     expect(dmPosts.every((m) => m.content.length <= 2000)).toBe(true);
     const dmAnswer = await state.getAnswer(
@@ -368,14 +372,10 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     rest.noThreadChannels.add(LOCKED);
     const q = mention('how do I reset my password?', { channelId: LOCKED });
     gateway.dispatch('MESSAGE_CREATE', q);
-    const posts = await rest.waitFor(() => {
-      const m = answersIn(LOCKED);
-      return m.some((x) => x.components) ? m : null;
-    });
+    const posts = await answers(LOCKED);
     expect(rest.requests.some((r) => r.path === `/channels/${LOCKED}/messages/${q.id}/threads`)).toBe(true);
     expect(posts.every((m) => m.body.message_reference?.message_id === q.id)).toBe(true);
     expect(rest.requests.filter((r) => r.path.includes('/threads'))).toHaveLength(1);
-    await discord.settled();
 
     // Replying to that answer with a mention continues its conversation.
     const followUp = mention('and if the link expired?', {
@@ -383,7 +383,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       replyTo: { messageId: posts.at(-1)?.id as string, channelId: LOCKED },
     });
     gateway.dispatch('MESSAGE_CREATE', followUp);
-    await rest.waitFor(() => answersIn(LOCKED).filter((m) => m.components).length === 2);
+    await answers(LOCKED, 2);
     const last = await state.answerForMessage('discord', answersIn(LOCKED).at(-1)?.id as string);
     expect((await state.getAnswer(last as string))?.threadId).toBe(q.id);
   });
@@ -394,10 +394,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     await launch(state, { answer: async () => long });
     const question = mention('how do I move a workspace?');
     gateway.dispatch('MESSAGE_CREATE', question);
-    const posted = await rest.waitFor(() => {
-      const m = answersIn(question.id);
-      return m.some((x) => x.components) ? m : null;
-    });
+    const posted = await answers(question.id);
     expect(posted.length).toBeGreaterThan(5);
     for (const m of posted) {
       expect([...m.content].length).toBeLessThanOrEqual(2000);
@@ -457,7 +454,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     const question = mention('how do I reset my password?');
     gateway.dispatch('MESSAGE_CREATE', question); // to both replicas
     gateway.dispatch('MESSAGE_CREATE', question); // and once more to both
-    await rest.waitFor(() => answersIn(question.id).some((m) => m.components));
+    await answers(question.id);
     await sleep(800);
     expect(generated).toBe(1);
     expect(rest.requests.filter((r) => r.path.endsWith('/threads'))).toHaveLength(1);
@@ -480,6 +477,21 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     await waitUntil(async () => (await redisA.ratingSummary(answerId)).up === 1);
     await sleep(200);
     expect(await redisB.ratingSummary(answerId)).toEqual({ up: 1, down: 0 });
+
+    // A button press reaches both replicas too: one acknowledges it (a second callback would get 40060).
+    const press = buttonInteraction({
+      world,
+      user: asker,
+      channelId: question.id,
+      guildId: GUILD,
+      customId: `feedback:down:${answerId}`,
+      message: last,
+    });
+    gateway.dispatch('INTERACTION_CREATE', press);
+    await rest.waitFor(() => rest.callbacks.find((c) => c.interactionId === press.id));
+    await sleep(300);
+    expect(rest.requests.filter((r) => r.path.startsWith(`/interactions/${press.id}/`))).toHaveLength(1);
+    expect(await redisA.ratingSummary(answerId)).toEqual({ up: 1, down: 1 });
   });
 
   it('records reactions on an answer from before a restart (reaction-uncached case); custom emoji are ignored; removal retracts', async () => {
@@ -487,10 +499,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     const first = await launch(state);
     const question = mention('how do I reset my password?');
     gateway.dispatch('MESSAGE_CREATE', question);
-    const posted = await rest.waitFor(() => {
-      const m = answersIn(question.id);
-      return m.some((x) => x.components) ? m : null;
-    });
+    const posted = await answers(question.id);
     const answerId = (await state.answerForMessage('discord', posted[0]?.id as string)) as string;
     await first.discord.stop();
 
@@ -557,6 +566,13 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     );
     await sleep(200);
     expect(await restarted.ratingSummary(answerId)).toEqual({ up: 0, down: 1 });
+
+    // The restarted bot still knows its thread (GUILD_CREATE lists it) and the asker's follow-up.
+    gateway.dispatch(
+      'MESSAGE_CREATE',
+      messageCreate({ channelId: question.id, guildId: GUILD, author: asker, content: 'and on mobile?' }),
+    );
+    await answers(question.id, 2);
   });
 
   it('turns 👍/👎 button presses into one changeable rating per user, acknowledged ephemerally', async () => {
@@ -564,7 +580,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     await launch(state);
     const question = mention('how do I reset my password?');
     gateway.dispatch('MESSAGE_CREATE', question);
-    const last = await rest.waitFor(() => answersIn(question.id).find((m) => m.components));
+    const last = (await answers(question.id)).at(-1) as APIMessage;
     const answerId = (await state.answerForMessage('discord', last.id)) as string;
     const press = (u: APIUser, value: 'up' | 'down') => {
       const i = buttonInteraction({
@@ -591,6 +607,34 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     expect(cb.type).toBe(4);
     expect((cb.data?.flags ?? 0) & 64).toBe(64);
     expect(cb.data?.content).toContain('👍');
+
+    // A press racing the recording of the message's id still counts: the custom_id names the answer.
+    const raced = { ...last, id: snowflake() };
+    const d = buttonInteraction({
+      world,
+      user: admin,
+      channelId: question.id,
+      guildId: GUILD,
+      customId: `feedback:up:${answerId}`,
+      message: raced,
+    });
+    gateway.dispatch('INTERACTION_CREATE', d);
+    await rest.waitFor(() => rest.callbacks.find((x) => x.interactionId === d.id));
+    expect(await state.ratingSummary(answerId)).toEqual({ up: 2, down: 1 });
+    expect(await state.answerForMessage('discord', raced.id)).toBe(answerId);
+    // A custom_id naming no answer is refused politely and records nothing.
+    const e = buttonInteraction({
+      world,
+      user: admin,
+      channelId: question.id,
+      guildId: GUILD,
+      customId: 'feedback:down:no-such-answer',
+      message: { ...last, id: snowflake() },
+    });
+    gateway.dispatch('INTERACTION_CREATE', e);
+    const refused = await rest.waitFor(() => rest.callbacks.find((x) => x.interactionId === e.id));
+    expect(refused.data?.content).toMatch(/not recorded/);
+    expect(await state.ratingSummary(answerId)).toEqual({ up: 2, down: 1 });
   });
 
   it('/support is deferred at once even when the command is slow, refuses admin subcommands to non-admins, and accepts admins by role', async () => {
@@ -663,6 +707,33 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     expect(done.content).toMatch(/^Sync done/);
     expect(synced).toEqual([['examples']]);
     expect(rest.callbacks.filter((c) => c.interactionId === allowed.id)).toHaveLength(1);
+
+    // ask: the answer comes as a public follow-up (not ephemeral) after the ephemeral ack.
+    const ask = supportCommandInteraction({
+      world,
+      user: other,
+      channelId: SUPPORT,
+      guildId: GUILD,
+      subcommand: 'ask',
+      options: { question: 'how do I reset my password?' },
+    });
+    gateway.dispatch('INTERACTION_CREATE', ask);
+    const answered = await rest.waitFor(() =>
+      rest.webhookMessages.find((w) => w.token === ask.token && w.kind === 'followup'),
+    );
+    expect(answered.content).toBe('answer to how do I reset my password?');
+    expect(answered.flags & 64).toBe(0);
+
+    // In a DM there is no member: only the admin user list counts; help works for everyone.
+    const dmHelp = supportCommandInteraction({ world, user: admin, channelId: DM, subcommand: 'help' });
+    gateway.dispatch('INTERACTION_CREATE', dmHelp);
+    const help = await rest.waitFor(() => rest.webhookMessages.find((w) => w.token === dmHelp.token));
+    expect(help.content).toContain('/support ask');
+    const dmSync = supportCommandInteraction({ world, user: admin, channelId: DM, subcommand: 'retrain' });
+    gateway.dispatch('INTERACTION_CREATE', dmSync);
+    expect(
+      (await rest.waitFor(() => rest.webhookMessages.find((w) => w.token === dmSync.token))).content,
+    ).toMatch(/admins only/);
   });
 
   it('registerDiscordCommands PUTs the /support command JSON to a guild and globally', async () => {

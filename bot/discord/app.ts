@@ -435,12 +435,19 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
     if (!(await claimInteraction(interaction))) return;
     let content: string;
     try {
-      const r = await handler.handleRating({
-        platform: 'discord',
+      const rating = {
+        platform: 'discord' as const,
         messageKey: interaction.message.id,
         userId: interaction.user.id,
         value: parsed.value,
-      });
+      };
+      let r = await handler.handleRating(rating);
+      if (r.kind === 'ignored' && (await state.getAnswer(parsed.answerId)) !== null) {
+        // A press can race the recording of the message ids right after posting. The custom_id
+        // names the answer, and Discord only delivers custom_ids the bot itself set on its message.
+        await state.mapMessage('discord', interaction.message.id, parsed.answerId);
+        r = await handler.handleRating(rating);
+      }
       content =
         r.kind === 'ignored'
           ? 'That answer is no longer tracked, so the rating was not recorded.'
