@@ -39,7 +39,10 @@ export interface SlackBotDeps {
   handler: ConversationHandler;
   commands: SupportCommandDeps;
   log: Logger;
-  /** Extra HTTP routes served by the receiver (e.g. `/healthz`). */
+  /**
+   * Extra GET routes served by the HTTP receiver (e.g. `/healthz`). Ignored in Socket Mode, where
+   * there is no receiver: the caller serves them on its own HTTP server.
+   */
   routes?: { path: string; handler: (req: HttpRequest, res: ServerResponse) => void }[];
 }
 
@@ -132,9 +135,12 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     deferInitialization: true,
     logger: boltLogger(log),
     clientOptions: settings.apiUrl ? { slackApiUrl: settings.apiUrl } : undefined,
-    customRoutes: deps.routes?.map((r) => ({ path: r.path, method: ['GET'], handler: r.handler })),
   };
+  // In Socket Mode Bolt would open its own HTTP server (port 3000) just for custom routes; the
+  // caller serves them there instead (see `SlackBotDeps.routes`).
   if (settings.appToken) Object.assign(options, { socketMode: true, appToken: settings.appToken });
+  else
+    options.customRoutes = deps.routes?.map((r) => ({ path: r.path, method: ['GET'], handler: r.handler }));
   const app = new SlackBotApp(options);
 
   const replyChannel = (client: WebClient): ReplyChannel => ({

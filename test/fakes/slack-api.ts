@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type WebSocket, WebSocketServer } from 'ws';
 
 /** One Web API call as the fake received it. */
 export interface SlackApiCall {
@@ -32,6 +33,8 @@ export interface ResponseUrlPost {
 export interface FakeSlackApiOptions {
   /** The bot token the fake accepts; other tokens get `invalid_auth`. */
   botToken: string;
+  /** The app-level token (`xapp-…`) `apps.connections.open` accepts, for Socket Mode. */
+  appToken?: string;
   teamId?: string;
   botUserId?: string;
   botId?: string;
@@ -82,7 +85,9 @@ class ApiError extends Error {
  * Methods: `auth.test`, `chat.postMessage` (fresh unique `ts`; rejects like Slack with `no_text`,
  * `msg_too_long`, `invalid_blocks`, `msg_blocks_too_long`, `channel_not_found`), `chat.postEphemeral`,
  * `chat.getPermalink`, `chat.delete`, `usergroups.users.list` (`no_such_subteam` for unknown
- * groups); anything else is `unknown_method`. It also accepts JSON POSTs to the `response_url`s it
+ * groups); anything else is `unknown_method`. Socket Mode: `apps.connections.open` (app token
+ * only) hands out a `ws://` URL on the same port, where the fake says `hello` and sends
+ * `events_api` envelopes that the client acks by `envelope_id`. It also accepts JSON POSTs to the `response_url`s it
  * hands out (`responseUrl()`), as `hooks.slack.com/commands/…` does for slash commands.
  */
 export class FakeSlackApi {
@@ -95,6 +100,9 @@ export class FakeSlackApi {
   #seq = 0;
   #base = '';
   readonly #userGroups: Record<string, string[]>;
+  #wss: WebSocketServer | null = null;
+  #socket: WebSocket | null = null;
+  readonly #pendingAcks = new Map<string, (ack: Record<string, unknown>) => void>();
 
   private constructor(
     private readonly server: Server,
@@ -141,7 +149,76 @@ export class FakeSlackApi {
     return this.messages.filter((m) => m.channel === channel && m.threadTs === threadTs);
   }
 
+  /** Resolves once a Socket Mode client has connected and been sent `hello`. */
+  async socketConnected(timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.#socket === null) {
+      if (Date.now() > until) throw new Error('no Socket Mode client connected');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /**
+   * Sends an Events API payload over Socket Mode as an `events_api` envelope
+   * (https://api.slack.com/apis/connections/socket#events) and resolves with the client's ack
+   * (`{envelope_id, payload?}`) and how long it took, in ms.
+   */
+  async socketEvent(
+    payload: Record<string, unknown>,
+    retryAttempt = 0,
+  ): Promise<{ ack: Record<string, unknown>; ms: number }> {
+    const socket = this.#socket;
+    if (socket === null) throw new Error('no Socket Mode client connected');
+    const envelopeId = `env-${++this.#seq}-${randomBytes(4).toString('hex')}`;
+    const started = performance.now();
+    const ack = new Promise<Record<string, unknown>>((resolve) => this.#pendingAcks.set(envelopeId, resolve));
+    socket.send(
+      JSON.stringify({
+        envelope_id: envelopeId,
+        payload,
+        type: 'events_api',
+        accepts_response_payload: false,
+        retry_attempt: retryAttempt,
+        retry_reason: retryAttempt > 0 ? 'timeout' : '',
+      }),
+    );
+    const body = await ack;
+    return { ack: body, ms: performance.now() - started };
+  }
+
+  private openSocketServer(): string {
+    if (this.#wss === null) {
+      const wss = new WebSocketServer({ server: this.server, path: '/link/' });
+      wss.on('connection', (ws) => {
+        this.#socket = ws;
+        ws.on('message', (data) => {
+          const msg = JSON.parse(String(data)) as { envelope_id?: string };
+          const resolve = msg.envelope_id ? this.#pendingAcks.get(msg.envelope_id) : undefined;
+          if (msg.envelope_id && resolve) {
+            this.#pendingAcks.delete(msg.envelope_id);
+            resolve(msg as Record<string, unknown>);
+          }
+        });
+        ws.on('close', () => {
+          if (this.#socket === ws) this.#socket = null;
+        });
+        ws.send(
+          JSON.stringify({
+            type: 'hello',
+            num_connections: 1,
+            debug_info: { host: 'fake', approximate_connection_time: 18060 },
+            connection_info: { app_id: 'A0FAKE' },
+          }),
+        );
+      });
+      this.#wss = wss;
+    }
+    return `${this.#base.replace(/^http/, 'ws')}/link/?ticket=${randomBytes(8).toString('hex')}&app_id=A0FAKE`;
+  }
+
   async close(): Promise<void> {
+    for (const client of this.#wss?.clients ?? []) client.terminate();
+    this.#wss?.close();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -169,8 +246,14 @@ export class FakeSlackApi {
     let response: Record<string, unknown>;
     try {
       if (token === null) throw new ApiError('not_authed');
-      if (token !== this.options.botToken) throw new ApiError('invalid_auth');
-      response = { ok: true, ...this.dispatch(method, body) };
+      if (method === 'apps.connections.open') {
+        // Only an app-level token may open a Socket Mode connection.
+        if (!this.options.appToken || token !== this.options.appToken) throw new ApiError('invalid_auth');
+        response = { ok: true, url: this.openSocketServer() };
+      } else {
+        if (token !== this.options.botToken) throw new ApiError('invalid_auth');
+        response = { ok: true, ...this.dispatch(method, body) };
+      }
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       response = { ok: false, error: err.code };

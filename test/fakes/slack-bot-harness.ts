@@ -126,6 +126,21 @@ export async function startSlackBot(o: BotOptions): Promise<RunningSlackBot> {
     ...o.settings,
   };
   const app = createSlackBot(settings, { handler, commands, log });
+  if (settings.appToken) {
+    // Socket Mode: no HTTP receiver; events arrive over the fake's WebSocket.
+    await app.start();
+    return {
+      app,
+      handler,
+      endpoint: '',
+      deliver: new SlackDeliverer('http://127.0.0.1:9/unused', SIGNING_SECRET, o.fake.teamId),
+      async stop() {
+        handler.close();
+        await handler.drain();
+        await app.stop();
+      },
+    };
+  }
   const server = (await app.start({ port: 0, host: '127.0.0.1' })) as Server;
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
   return {
