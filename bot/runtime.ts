@@ -1,8 +1,11 @@
 import path from 'node:path';
 import { type Logger, pino } from 'pino';
+import { type RequestScope, routeAdapter } from '../core/adapters.ts';
 import { answer } from '../core/answer.ts';
 import type { Config } from '../core/config.ts';
 import { SupportbotError } from '../core/errors.ts';
+import type { Generator } from '../core/generator.ts';
+import { createGenerator } from '../core/generators/index.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import { RedisStateStore } from '../core/state-store/redis.ts';
@@ -15,6 +18,18 @@ import type { Source } from '../sync/source.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
 import { type SyncProgress, type SyncSummary, syncSource } from '../sync/sync.ts';
 
+/** Options of `Runtime.ask`. */
+export interface AskOptions {
+  /** Earlier turns of the thread, oldest first. */
+  history?: Turn[];
+  filter?: SearchFilter;
+  signal?: AbortSignal;
+  /** Where the question came from, for adapter routing. */
+  scope?: RequestScope;
+  /** Streamed reply text from an LLM (not called for extractive answers). */
+  onToken?: (text: string) => void;
+}
+
 /**
  * The composition root: builds the stores, sources and generator from a `Config` once, so the
  * CLI, the console chat and the platform bots share one wiring. `close()` releases everything.
@@ -25,6 +40,8 @@ export class Runtime {
   readonly sources: Source[];
   readonly tokenizer: Tokenizer = cl100kTokenizer;
   readonly log: Logger;
+  /** The LLM generator (`llm.backend`), or null for the extractive default. */
+  generator: Generator | null = null;
 
   /**
    * Builds the runtime over the embedded SQLite stores, or over a given state store (see `open`).
@@ -48,11 +65,18 @@ export class Runtime {
    * @throws SupportbotError `store-unavailable` when Redis does not answer.
    */
   static async open(config: Config & { configFile?: string | null }): Promise<Runtime> {
-    if (!config.state.redisUrl) return new Runtime(config);
-    const state = await RedisStateStore.connect(config.state.redisUrl, {
-      keyPrefix: config.state.redisKeyPrefix,
-    });
-    return new Runtime(config, { state });
+    const state = config.state.redisUrl
+      ? await RedisStateStore.connect(config.state.redisUrl, { keyPrefix: config.state.redisKeyPrefix })
+      : undefined;
+    const rt = new Runtime(config, { state });
+    try {
+      rt.generator = await createGenerator(config);
+    } catch (err) {
+      await rt.close();
+      throw err;
+    }
+    if (rt.generator) rt.log.info({ generator: rt.generator.id }, 'generator loaded');
+    return rt;
   }
 
   get chunking(): ChunkOptions {
@@ -131,22 +155,34 @@ export class Runtime {
     return { ...filter, sources };
   }
 
-  /** `core.answer()` with this runtime's store and settings, over the configured sources only. */
-  ask(
-    question: string,
-    history: Turn[] = [],
-    filter?: SearchFilter,
-    signal?: AbortSignal,
-  ): Promise<AnswerResult> {
+  /**
+   * `core.answer()` with this runtime's stores, generator and settings, over the configured
+   * sources only. `scope` (platform, workspace, channel) picks the LoRA adapter through
+   * `llm.adapters.routes`.
+   */
+  ask(question: string, options: AskOptions = {}): Promise<AnswerResult> {
+    const adapters = this.config.llm.adapters;
     return answer(question, {
-      signal,
+      signal: options.signal,
       store: this.knowledge,
+      generator: this.generator ?? undefined,
+      adapter: this.generator && options.scope ? routeAdapter(adapters, options.scope) : undefined,
+      onToken: options.onToken,
       topK: this.config.retrieval.topK,
       abstainThreshold: this.config.answer.abstainThreshold,
       maxAnswerChars: this.config.answer.maxAnswerChars,
-      filter: this.scopeFilter(filter),
-      history,
+      filter: this.scopeFilter(options.filter),
+      history: options.history ?? [],
     });
+  }
+
+  /** One line naming the generator and its default adapter, for `status` and start-up. */
+  describeGenerator(): string {
+    const llm = this.config.llm;
+    if (!this.generator) return 'extractive (no LLM)';
+    const adapter = llm.adapters.default ? `, default adapter ${llm.adapters.default}` : '';
+    const routes = llm.adapters.routes.length ? `, ${llm.adapters.routes.length} adapter routes` : '';
+    return `${this.generator.id}${adapter}${routes} (extractive fallback)`;
   }
 
   /**
@@ -162,7 +198,7 @@ export class Runtime {
       knowledgeStore: this.knowledge.id,
       stateStore: this.state.id,
       retrieval: 'BM25 (SQLite FTS5); no embedding model configured',
-      generator: 'extractive (no LLM)',
+      generator: this.describeGenerator(),
       tokenizer: this.tokenizer.id,
       sources: this.config.sources.map((s) => ({
         name: s.name,
@@ -202,6 +238,7 @@ export class Runtime {
   }
 
   async close(): Promise<void> {
+    await this.generator?.dispose?.();
     await this.knowledge.close();
     await this.state.close();
   }

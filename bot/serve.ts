@@ -42,7 +42,7 @@ export function createBotServices(rt: Runtime): {
 } {
   const { config } = rt;
   const handler = new ConversationHandler({
-    answer: (question, history, signal) => rt.ask(question, history, undefined, signal),
+    answer: (question, history, signal) => rt.ask(question, { history, signal }),
     state: rt.state,
     log: rt.log,
     limits: handlerLimits(config),

@@ -362,9 +362,9 @@ describe('configured sources only', () => {
       expect(asked.retrieved.every((h) => h.chunk.source === 'kb')).toBe(true);
       expect(asked.citations.every((c) => c.source === 'kb')).toBe(true);
       // A caller's filter is narrowed to configured sources, never widened.
-      const narrowed = await runtime.ask('fax invoices extension 4471', [], { sources: ['old'] });
+      const narrowed = await runtime.ask('fax invoices extension 4471', { filter: { sources: ['old'] } });
       expect(narrowed.retrieved).toEqual([]);
-      const kept = await runtime.ask('reset password link', [], { sources: ['kb', 'old'] });
+      const kept = await runtime.ask('reset password link', { filter: { sources: ['kb', 'old'] } });
       expect(kept.retrieved.every((h) => h.chunk.source === 'kb')).toBe(true);
       expect(kept.retrieved.length).toBeGreaterThan(0);
     } finally {

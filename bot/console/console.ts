@@ -78,7 +78,7 @@ export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<
       out(`That message is ${line.length} characters; please keep questions under ${MAX_QUESTION_CHARS}.`);
     } else {
       try {
-        const result = await rt.ask(line, history);
+        const result = await rt.ask(line, { history, scope: { platform: 'console' } });
         const id = randomUUID();
         const { retrieved, ...rest } = result;
         await rt.state.saveAnswer({
