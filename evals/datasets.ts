@@ -274,7 +274,7 @@ interface FqaPassage {
  * Acceptable 2, Could be Improved 1, Bad 0), so a passage raters found acceptable counts as
  * partly relevant. Document ids are `<region>-<passage_id>`.
  *
- * @param regions `WHO`, `Australia` (both by default); each region's passages form one corpus,
+ * @param regions `WHO`, `Australia` (default: those present); each region's passages form one corpus,
  *   so two regions give two datasets.
  */
 export function loadFeedbackQA(
@@ -285,7 +285,10 @@ export function loadFeedbackQA(
     ? path.join(root, 'experiments', 'feedbackQA_data')
     : root;
   const split = options.split ?? 'test';
-  const regions = options.regions ?? ['WHO', 'Australia'];
+  // Without an explicit list, every staged region that has this split (WHO, Australia, …).
+  const regions =
+    options.regions ?? ['WHO', 'Australia'].filter((r) => existsSync(path.join(base, r, `${split}.json`)));
+  if (regions.length === 0) throw new Error(`no FeedbackQA ${split}.json under ${base}`);
   return regions.map((region) => {
     const file = path.join(base, region, `${split}.json`);
     const data = JSON.parse(readFileSync(file, 'utf8')) as {
