@@ -11,7 +11,13 @@ import {
   type ConversationLimits,
   HUMAN_COMING_TEXT,
 } from '../bot/conversation/handler.ts';
-import { createDiscordBot, type DiscordBot, reactionRating, threadName } from '../bot/discord/app.ts';
+import {
+  createDiscordBot,
+  type DiscordBot,
+  reactionRating,
+  threadName,
+  toSendOptions,
+} from '../bot/discord/app.ts';
 import { registerDiscordCommands, type supportCommandJson } from '../bot/discord/commands.ts';
 import { answerToDiscordMessages } from '../bot/discord/messages.ts';
 import { answer } from '../core/answer.ts';
@@ -45,6 +51,7 @@ const GUILD = '100000000000000001';
 const SUPPORT = '400000000000000001'; // text channel, threads allowed
 const LOCKED = '400000000000000002'; // text channel where the bot may not start threads
 const ESCALATIONS = '400000000000000003';
+const VOICE = '400000000000000004'; // a voice channel's text chat: no threads there
 const DM = '400000000000000009';
 const ADMIN_ROLE = '600000000000000001';
 const BOT_ROLE = '600000000000000002';
@@ -64,6 +71,7 @@ const world: DiscordWorld = {
     guildChannel(SUPPORT, GUILD, 'support'),
     guildChannel(LOCKED, GUILD, 'announcements-locked'),
     guildChannel(ESCALATIONS, GUILD, 'escalations'),
+    guildChannel(VOICE, GUILD, 'voice', ChannelType.GuildVoice),
   ],
 };
 
@@ -349,6 +357,19 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     await waitUntil(async () => calls === 2);
   });
 
+  it('posts the handler’s notices (rate limit) in the question’s thread, split to 2,000 characters', async () => {
+    const state = sqlite();
+    await launch(state, { limits: { perUser: 1 } });
+    const first = mention('how do I reset my password?');
+    gateway.dispatch('MESSAGE_CREATE', first);
+    await answers(first.id);
+    const second = mention('how do I export invoices?');
+    gateway.dispatch('MESSAGE_CREATE', second);
+    const notice = await rest.waitFor(() => answersIn(second.id)[0]);
+    expect(notice.content).toMatch(/asking faster than I can keep up/);
+    expect(notice.components ?? []).toEqual([]);
+  });
+
   it('answers a DM as a reply (no thread), and a channel without thread permission with replies', async () => {
     const state = sqlite();
     await launch(state);
@@ -375,6 +396,13 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     const posts = await answers(LOCKED);
     expect(rest.requests.some((r) => r.path === `/channels/${LOCKED}/messages/${q.id}/threads`)).toBe(true);
     expect(posts.every((m) => m.body.message_reference?.message_id === q.id)).toBe(true);
+    expect(rest.requests.filter((r) => r.path.includes('/threads'))).toHaveLength(1);
+
+    // A voice channel's text chat cannot have threads: the bot replies without trying.
+    const v = mention('how do I reset my password?', { channelId: VOICE });
+    gateway.dispatch('MESSAGE_CREATE', v);
+    const voicePosts = await answers(VOICE);
+    expect(voicePosts[0]?.body.message_reference?.message_id).toBe(v.id);
     expect(rest.requests.filter((r) => r.path.includes('/threads'))).toHaveLength(1);
 
     // Replying to that answer with a mention continues its conversation.
@@ -794,6 +822,9 @@ describe('Discord helpers', () => {
 });
 
 // ── Opt-in: the real Discord API ─────────────────────────────────────────────────────────────────
+// Needs a bot in a test server with the Message Content intent enabled in the Developer Portal
+// (otherwise Discord closes the gateway with 4014, disallowed intents), Send Messages and Manage
+// Messages in DISCORD_TEST_CHANNEL_ID, and the applications.commands scope for DISCORD_TEST_GUILD_ID.
 
 const REAL_TOKEN = process.env.DISCORD_TEST_TOKEN;
 const REAL_CHANNEL = process.env.DISCORD_TEST_CHANNEL_ID;
@@ -814,7 +845,8 @@ describe.skipIf(realReason !== null)(
   `real Discord API (opt-in${realReason ? `; skipped: ${realReason}` : ''})`,
   () => {
     it('logs in with the intents, accepts the long answer as posted, and registers /support in the guild', async () => {
-      const state = SqliteStateStore.open(':memory:');
+      const dir = mkdtempSync(path.join(tmpdir(), 'supportbot-discord-real-'));
+      const state = SqliteStateStore.open(path.join(dir, 'state.sqlite'));
       const handler = new ConversationHandler({
         answer: helpCenter,
         state,
@@ -852,14 +884,7 @@ describe.skipIf(realReason !== null)(
           answerId: randomUUID(),
           feedbackButtons: true,
         })) {
-          sent.push(
-            await channel.send({
-              content: m.content,
-              flags: m.flags as never,
-              components: m.components as never,
-              allowedMentions: { parse: [] },
-            }),
-          );
+          sent.push(await channel.send(toSendOptions(m)));
         }
         expect(sent.every((m) => m.content.length <= 2000)).toBe(true);
         for (const m of sent) await m.delete();
@@ -870,6 +895,7 @@ describe.skipIf(realReason !== null)(
       } finally {
         await discord.stop();
         await state.close();
+        rmSync(dir, { recursive: true, force: true });
       }
     });
   },

@@ -153,8 +153,8 @@ export function reactionRating(
   return null;
 }
 
-/** A discord.js send payload from a rendered answer message (mentions stay off, as the client default). */
-function toSendOptions(m: DiscordMessagePayload): MessageCreateOptions {
+/** The discord.js send options for a rendered answer message (embeds suppressed, no mentions, buttons as rendered). */
+export function toSendOptions(m: DiscordMessagePayload): MessageCreateOptions {
   return {
     content: m.content,
     flags: MessageFlags.SuppressEmbeds,
