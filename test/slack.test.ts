@@ -123,8 +123,14 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-slack-'));
     ({ knowledge, sync } = await exampleKnowledge(path.join(tmp, 'kb.sqlite')));
+    // One Web API for the file (reset per test): fewer servers coming and going on recycled ports.
+    fake = await FakeSlackApi.start({
+      botToken: BOT_TOKEN,
+      userGroups: { SADMINS: ['UGROUPADMIN'], SOTHER: ['U1'] },
+    });
   });
   afterAll(async () => {
+    await fake?.close();
     await knowledge.close();
     rmSync(tmp, { recursive: true, force: true });
   });
@@ -132,17 +138,13 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
   let stateFile: string;
   const setup = async () => {
     logLines.length = 0;
-    fake = await FakeSlackApi.start({
-      botToken: BOT_TOKEN,
-      userGroups: { SADMINS: ['UGROUPADMIN'], SOTHER: ['U1'] },
-    });
+    fake.reset();
     stateFile = path.join(tmp, `state-${++n}.sqlite`);
     state = SqliteStateStore.open(stateFile);
   };
   afterEach(async () => {
     for (const bot of bots.splice(0)) await bot.stop().catch(() => {});
     await state?.close();
-    await fake?.close();
   });
 
   it('answers an app_mention in its thread with sections, Sources and 👍/👎 buttons, and records the Answer', async () => {
@@ -544,6 +546,35 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
       message: expect.stringContaining('invalid_auth'),
     });
     expect(fake.callsTo('auth.test')).toHaveLength(1);
+  });
+
+  it('the fake Web API rejects what Slack rejects (so the limits above are really checked)', async () => {
+    await setup();
+    const { WebClient } = await import('@slack/web-api');
+    const client = new WebClient(BOT_TOKEN, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } });
+    const section = (chars: number) => ({
+      type: 'section',
+      text: { type: 'mrkdwn', text: 'x'.repeat(chars) },
+    });
+    const post = (args: Record<string, unknown>) =>
+      client.chat.postMessage({ channel: CHANNEL, ...args } as never).then(
+        () => 'ok',
+        (err: { data?: { error?: string } }) => err.data?.error,
+      );
+    expect(await post({ text: 'x'.repeat(4000) })).toBe('ok');
+    expect(await post({ text: 'x'.repeat(4001) })).toBe('msg_too_long');
+    expect(await post({ text: 'x', blocks: [section(3000)] })).toBe('ok');
+    expect(await post({ text: 'x', blocks: [section(3001)] })).toBe('invalid_blocks');
+    expect(await post({ text: 'x', blocks: Array.from({ length: 51 }, () => section(10)) })).toBe(
+      'invalid_blocks',
+    );
+    expect(await post({ text: 'x', blocks: Array.from({ length: 5 }, () => section(2700)) })).toBe(
+      'msg_blocks_too_long',
+    );
+    expect(await post({})).toBe('no_text');
+    const wrong = new WebClient('xoxb-wrong', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } });
+    await expect(wrong.auth.test()).rejects.toMatchObject({ data: { error: 'invalid_auth' } });
+    expect(fake.messages).toHaveLength(2);
   });
 
   it('turns Slack text back into the question', () => {

@@ -139,6 +139,13 @@ export class FakeSlackApi {
     return `${this.#base}/commands/${this.teamId}/${++this.#seq}/${randomBytes(8).toString('hex')}`;
   }
 
+  /** Forgets every recorded call, message and response_url post (between tests sharing one fake). */
+  reset(): void {
+    this.calls.length = 0;
+    this.messages.length = 0;
+    this.responses.length = 0;
+  }
+
   /** Calls of one method, in arrival order. */
   callsTo(method: string): SlackApiCall[] {
     return this.calls.filter((c) => c.method === method);
