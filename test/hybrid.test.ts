@@ -198,72 +198,75 @@ describe('sync with an embedder on the example help center', () => {
   });
 });
 
-describe('SqliteKnowledgeStore vector path', () => {
-  let store: SqliteKnowledgeStore;
-  beforeEach(async () => {
-    store = SqliteKnowledgeStore.open(newFile());
-    await store.setEmbeddingInfo({ model: 'test:axes-4', dimensions: 4 });
-  });
-  afterEach(async () => {
-    await store.close();
-  });
-
-  const put = async (overrides: Parameters<typeof makeArticle>[0], text: string, vector: Float32Array) => {
-    const article = makeArticle(overrides);
-    await store.upsertArticle(article, makeChunks(article, [text]), 'h', [vector]);
-  };
-
-  it('a restrictive filter still finds a weak neighbour ranked below hundreds of others', async () => {
-    // 150 public near-duplicates of the query fill the first KNN pass (max(100, 20k)); the German
-    // and staff-only chunks are farther than all of them, so only the filtered pass can find them.
-    for (let i = 0; i < 150; i++) await put({ id: `strong-${i}` }, `strong ${i}`, unit(1, 0.01 * (i % 7)));
-    await put({ id: 'weak-de', locale: 'de' }, 'schwach', unit(0.3, 1));
-    await put({ id: 'weak-staff', accessGroups: ['staff'] }, 'weak', unit(0.2, 1));
-    const ids = async (filter: object, k = 5) =>
-      articleIds(await store.search('', { k, filter, vector: unit(1), mode: 'vector' }));
-    expect(await ids({ locales: ['de'] })).toEqual(['weak-de']);
-    expect(await ids({ locales: ['de'] }, 1)).toEqual(['weak-de']);
-    expect((await ids({ accessGroups: ['staff'] }, 200)).slice(-2)).toEqual(['weak-de', 'weak-staff']);
-    expect((await ids({ accessGroups: ['staff'], locales: ['en'] }, 151)).at(-1)).toBe('weak-staff');
-    expect(await ids({ accessGroups: ['staff'], tags: [] })).toEqual([]);
-    expect(await ids({})).toHaveLength(5);
-    // Hybrid: the filter holds in both lists.
-    const hybrid = await store.search('schwach weak strong', {
-      k: 3,
-      vector: unit(1),
-      filter: { locales: ['de'] },
+describe.each(['two-pass', 'prefilter'] as const)(
+  'SqliteKnowledgeStore vector path (%s filtering)',
+  (vectorFilter) => {
+    let store: SqliteKnowledgeStore;
+    beforeEach(async () => {
+      store = SqliteKnowledgeStore.open(newFile(), { vectorFilter });
+      await store.setEmbeddingInfo({ model: 'test:axes-4', dimensions: 4 });
     });
-    expect(articleIds(hybrid)).toEqual(['weak-de']);
-  });
+    afterEach(async () => {
+      await store.close();
+    });
 
-  it('keeps the model across reopen, and vectors follow deletes', async () => {
-    await put({ id: 'a' }, 'alpha', unit(1));
-    await put({ id: 'b' }, 'beta', unit(0, 1));
-    const file = store.id.slice('sqlite:'.length);
-    await store.close();
-    store = SqliteKnowledgeStore.open(file);
-    expect(await store.embeddingInfo()).toEqual({ model: 'test:axes-4', dimensions: 4 });
-    expect(store.vectorCount()).toBe(2);
-    expect(await store.deleteArticles('docs', ['a'])).toBe(1);
-    expect(store.vectorCount()).toBe(1);
-    expect(articleIds(await store.search('', { k: 5, vector: unit(1), mode: 'vector' }))).toEqual(['b']);
-  });
+    const put = async (overrides: Parameters<typeof makeArticle>[0], text: string, vector: Float32Array) => {
+      const article = makeArticle(overrides);
+      await store.upsertArticle(article, makeChunks(article, [text]), 'h', [vector]);
+    };
 
-  it('refuses vectors before a model is set', async () => {
-    const bare = SqliteKnowledgeStore.open(newFile());
-    try {
-      const article = makeArticle({ id: 'a' });
-      await expect(
-        bare.upsertArticle(article, makeChunks(article, ['x']), 'h', [unit(1)]),
-      ).rejects.toMatchObject({
-        code: 'embedding-not-set',
+    it('a restrictive filter still finds a weak neighbour ranked below hundreds of others', async () => {
+      // 150 public near-duplicates of the query fill the first KNN pass (max(100, 20k)); the German
+      // and staff-only chunks are farther than all of them, so only the filtered pass can find them.
+      for (let i = 0; i < 150; i++) await put({ id: `strong-${i}` }, `strong ${i}`, unit(1, 0.01 * (i % 7)));
+      await put({ id: 'weak-de', locale: 'de' }, 'schwach', unit(0.3, 1));
+      await put({ id: 'weak-staff', accessGroups: ['staff'] }, 'weak', unit(0.2, 1));
+      const ids = async (filter: object, k = 5) =>
+        articleIds(await store.search('', { k, filter, vector: unit(1), mode: 'vector' }));
+      expect(await ids({ locales: ['de'] })).toEqual(['weak-de']);
+      expect(await ids({ locales: ['de'] }, 1)).toEqual(['weak-de']);
+      expect((await ids({ accessGroups: ['staff'] }, 200)).slice(-2)).toEqual(['weak-de', 'weak-staff']);
+      expect((await ids({ accessGroups: ['staff'], locales: ['en'] }, 151)).at(-1)).toBe('weak-staff');
+      expect(await ids({ accessGroups: ['staff'], tags: [] })).toEqual([]);
+      expect(await ids({})).toHaveLength(5);
+      // Hybrid: the filter holds in both lists.
+      const hybrid = await store.search('schwach weak strong', {
+        k: 3,
+        vector: unit(1),
+        filter: { locales: ['de'] },
       });
-      // Without vectors stored, a query vector is ignored: BM25 as before.
-      await bare.upsertArticle(article, makeChunks(article, ['x ray']), 'h');
-      expect(articleIds(await bare.search('ray', { k: 5, vector: unit(1) }))).toEqual(['a']);
-      expect(await bare.embeddingInfo()).toBeNull();
-    } finally {
-      await bare.close();
-    }
-  });
-});
+      expect(articleIds(hybrid)).toEqual(['weak-de']);
+    });
+
+    it('keeps the model across reopen, and vectors follow deletes', async () => {
+      await put({ id: 'a' }, 'alpha', unit(1));
+      await put({ id: 'b' }, 'beta', unit(0, 1));
+      const file = store.id.slice('sqlite:'.length);
+      await store.close();
+      store = SqliteKnowledgeStore.open(file, { vectorFilter });
+      expect(await store.embeddingInfo()).toEqual({ model: 'test:axes-4', dimensions: 4 });
+      expect(store.vectorCount()).toBe(2);
+      expect(await store.deleteArticles('docs', ['a'])).toBe(1);
+      expect(store.vectorCount()).toBe(1);
+      expect(articleIds(await store.search('', { k: 5, vector: unit(1), mode: 'vector' }))).toEqual(['b']);
+    });
+
+    it('refuses vectors before a model is set', async () => {
+      const bare = SqliteKnowledgeStore.open(newFile());
+      try {
+        const article = makeArticle({ id: 'a' });
+        await expect(
+          bare.upsertArticle(article, makeChunks(article, ['x']), 'h', [unit(1)]),
+        ).rejects.toMatchObject({
+          code: 'embedding-not-set',
+        });
+        // Without vectors stored, a query vector is ignored: BM25 as before.
+        await bare.upsertArticle(article, makeChunks(article, ['x ray']), 'h');
+        expect(articleIds(await bare.search('ray', { k: 5, vector: unit(1) }))).toEqual(['a']);
+        expect(await bare.embeddingInfo()).toBeNull();
+      } finally {
+        await bare.close();
+      }
+    });
+  },
+);
