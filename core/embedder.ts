@@ -144,3 +144,32 @@ export function passageText(chunk: { title: string; headingPath: readonly string
   const head = [chunk.title, ...chunk.headingPath].filter((s) => s.trim() !== '').join(' › ');
   return head ? `${head}\n${chunk.text}` : chunk.text;
 }
+
+/**
+ * Start-up check of a store's vectors against the configured embedder (the runtime calls it
+ * before answering): `ready` when they match, `empty` when the store has no vectors yet (search
+ * stays BM25 until `supportbot sync` embeds the chunks).
+ *
+ * @throws SupportbotError `embedding-mismatch` when the vectors come from another model or
+ *   dimension: comparing them with this embedder's queries would rank nonsense, and the store
+ *   cannot tell from a bare vector of the same length.
+ */
+export function checkEmbeddingInfo(
+  stored: { model: string; dimensions: number } | null,
+  embedder: Pick<Embedder, 'id' | 'dimensions'>,
+): 'ready' | 'empty' {
+  if (stored === null) return 'empty';
+  if (stored.model === embedder.id && stored.dimensions === embedder.dimensions) return 'ready';
+  throw embeddingMismatch(stored, { model: embedder.id, dimensions: embedder.dimensions });
+}
+
+/** The `embedding-mismatch` error: which model made the stored vectors, which is given, and the fix. */
+export function embeddingMismatch(
+  stored: { model: string; dimensions: number },
+  given: { model: string; dimensions: number },
+): SupportbotError {
+  return new SupportbotError(
+    'embedding-mismatch',
+    `the knowledge store holds vectors of ${stored.model} (${stored.dimensions} dimensions) but the embedder is ${given.model} (${given.dimensions} dimensions); run \`supportbot sync --reembed\` to re-embed every chunk`,
+  );
+}

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createEmbedder, prefixesForModelName } from '../core/embedder.ts';
+import { checkEmbeddingInfo, createEmbedder, prefixesForModelName } from '../core/embedder.ts';
 import { OnnxEmbedder, resolveModelFolder } from '../core/embedders/onnx.ts';
 import { embeddingsUrl, OpenAIEmbedder, retryAfterMs } from '../core/embedders/openai.ts';
 import { createReranker, rerankHits } from '../core/reranker.ts';
@@ -212,6 +212,20 @@ describe('OnnxEmbedder (tiny WordPiece + ONNX model through transformers.js and 
   });
 });
 
+describe('checkEmbeddingInfo (start-up check of stored vectors)', () => {
+  it('is ready for the same model, empty without vectors, and a mismatch otherwise', () => {
+    const embedder = { id: 'onnx:a', dimensions: 4 };
+    expect(checkEmbeddingInfo({ model: 'onnx:a', dimensions: 4 }, embedder)).toBe('ready');
+    expect(checkEmbeddingInfo(null, embedder)).toBe('empty');
+    expect(() => checkEmbeddingInfo({ model: 'onnx:b', dimensions: 4 }, embedder)).toThrow(
+      expect.objectContaining({
+        code: 'embedding-mismatch',
+        message: expect.stringContaining('sync --reembed'),
+      }),
+    );
+  });
+});
+
 describe('OnnxReranker (tiny cross-encoder through transformers.js and onnxruntime)', () => {
   const hit = (id: string, text: string, title = ''): SearchHit => ({
     chunk: {
@@ -256,6 +270,18 @@ describe('OnnxReranker (tiny cross-encoder through transformers.js and onnxrunti
       expect(await reranker.rerank('refund', [])).toEqual([]);
     } finally {
       await reranker.close();
+    }
+  });
+
+  it('truncates a long pair from the end of the passage, keeping the query and the closing [SEP]', async () => {
+    const short = await createReranker({ model: path.join(root, 'tiny-ce'), maxLength: 6 });
+    try {
+      // [CLS] refund [SEP] bill refund refund [SEP] is 7 tokens; at 6 the last "refund" goes:
+      // q = e0, p = e2 + e0 → 1 (the untruncated pair would score 2).
+      const [truncated] = await short.rerank('refund', ['bill refund refund']);
+      expect(truncated).toBeCloseTo(1 + BIAS, 5);
+    } finally {
+      await short.close();
     }
   });
 

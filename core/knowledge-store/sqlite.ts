@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import * as sqliteVec from 'sqlite-vec';
+import { embeddingMismatch } from '../embedder.ts';
 import { SupportbotError } from '../errors.ts';
 import { hybridWeights, type Ranked, reciprocalRankFusion, relativeScoreFusion } from '../fusion.ts';
 import type { ArticleHash, EmbeddingInfo, HybridSearchOptions, KnowledgeStore } from '../knowledge-store.ts';
@@ -256,13 +257,6 @@ interface Candidate {
 /** A vector as sqlite-vec reads it: the raw little-endian float32 bytes. */
 function vectorBlob(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-}
-
-function mismatch(stored: EmbeddingInfo, given: EmbeddingInfo): SupportbotError {
-  return new SupportbotError(
-    'embedding-mismatch',
-    `the knowledge store holds vectors of ${stored.model} (${stored.dimensions} dimensions) but the embedder is ${given.model} (${given.dimensions} dimensions); run \`supportbot sync --reembed\` to re-embed every chunk`,
-  );
 }
 
 /**
@@ -572,7 +566,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
       this.#loadEmbeddingInfo();
       const current = this.#embedding;
       if (current && current.model === info.model && current.dimensions === info.dimensions) return;
-      if (current && !options.reset) throw mismatch(current, info);
+      if (current && !options.reset) throw embeddingMismatch(current, info);
       this.#vec = null;
       db.exec(`DROP TABLE IF EXISTS ${VECTOR_TABLE}`);
       createVectorTable(db, info.dimensions);
@@ -693,7 +687,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     const info = this.#embedding;
     if (vector === undefined || info === null) return null;
     if (vector.length !== info.dimensions) {
-      throw mismatch(info, { model: 'the query embedder', dimensions: vector.length });
+      throw embeddingMismatch(info, { model: 'the query embedder', dimensions: vector.length });
     }
     const copy = Float32Array.from(vector);
     let sum = 0;
@@ -717,7 +711,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     }
     for (const v of vectors) {
       if (v.length !== info.dimensions)
-        throw mismatch(info, { model: 'the given vectors', dimensions: v.length });
+        throw embeddingMismatch(info, { model: 'the given vectors', dimensions: v.length });
       if (!v.every(Number.isFinite))
         throw new SupportbotError('invalid-option', 'vectors must hold finite numbers');
     }
