@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HELP_TEXT } from '../bot/commands/support-command.ts';
+import { HUMAN_COMING_TEXT } from '../bot/conversation/handler.ts';
 import { COMMAND_WORKING_TEXT, createSlackBot, slackTextToQuestion } from '../bot/slack/app.ts';
 import { FEEDBACK_ACTION_DOWN, FEEDBACK_ACTION_UP } from '../bot/slack/blocks.ts';
 import type { Generator } from '../core/generator.ts';
@@ -380,6 +381,39 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     expect(thread).toHaveLength(1);
     expect(sectionTexts(thread[0] as PostedMessage).join(' ')).toMatch(/support team/);
     expect(JSON.stringify(thread[0]?.blocks)).not.toContain('*Sources*');
+  });
+
+  it('a 👎 then the asker writing again in the thread: answered with the thread history, escalated once', async () => {
+    await setup();
+    const bot = await start();
+    const q = newTs();
+    await bot.deliver.event(bot.deliver.envelope(mention('U5', q)));
+    await waitFor(() => fake.thread(CHANNEL, q).length > 0, 15_000, 'the first reply');
+    await bot.handler.drain();
+    const first = fake.thread(CHANNEL, q)[0] as PostedMessage;
+    const firstId = (await state.answerForMessage('slack', `${CHANNEL}:${first.ts}`)) as string;
+    await bot.deliver.event(bot.deliver.envelope(reaction('reaction_added', 'U5', '-1', CHANNEL, first.ts)));
+    await waitFor(async () => (await state.ratingSummary(firstId)).down === 1, 5_000, 'the 👎');
+
+    const followUp = newTs();
+    await bot.deliver.event(bot.deliver.envelope(mention('U5', followUp, 'that did not work', CHANNEL, q)));
+    await waitFor(() => fake.thread(CHANNEL, q).length === 2, 15_000, 'the second reply');
+    await waitFor(() => fake.messages.some((m) => m.channel === 'CESCALATE'), 5_000, 'the escalation');
+    await bot.handler.drain();
+    await sleep(200);
+    const second = fake.thread(CHANNEL, q)[1] as PostedMessage;
+    expect(sectionTexts(second).join('\n')).toContain(HUMAN_COMING_TEXT);
+    // The asker is told once (in the answer), the support channel once.
+    expect(fake.thread(CHANNEL, q)).toHaveLength(2);
+    const shown = (m: PostedMessage) => (m.blocks ? sectionTexts(m).join('\n') : (m.text ?? ''));
+    const told = fake.thread(CHANNEL, q).map(shown).join('\n').split(HUMAN_COMING_TEXT).length - 1;
+    expect(told).toBe(1);
+    expect(fake.messages.filter((m) => m.channel === 'CESCALATE')).toHaveLength(1);
+    const record = await state.getAnswer(
+      (await state.answerForMessage('slack', `${CHANNEL}:${second.ts}`)) as string,
+    );
+    expect(record?.threadId).toBe(`${CHANNEL}:${q}`);
+    expect(record?.question).toBe('that did not work');
   });
 
   describe('/support slash command', () => {
