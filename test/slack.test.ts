@@ -190,6 +190,22 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     expect(record?.result.generator).toBe('extractive');
   });
 
+  it('a rate-limited chat.postMessage (HTTP 429, Retry-After) is retried after the wait and posted once', async () => {
+    await setup();
+    const bot = await start();
+    fake.rateLimitNext('chat.postMessage', 1);
+    const ts = newTs();
+    const started = Date.now();
+    await bot.deliver.event(bot.deliver.envelope(mention('U8', ts)));
+    await waitFor(() => fake.thread(CHANNEL, ts).length > 0, 15_000, 'the reply after the rate limit');
+    await bot.handler.drain();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(fake.callsTo('chat.postMessage').map((c) => c.response.ok)).toEqual([false, true]);
+    expect(fake.thread(CHANNEL, ts)).toHaveLength(1);
+    const answerId = await state.answerForMessage('slack', `${CHANNEL}:${fake.thread(CHANNEL, ts)[0]?.ts}`);
+    expect(answerId).toBeTruthy();
+  });
+
   it('answers a direct message (message event, channel_type im)', async () => {
     await setup();
     const bot = await start();

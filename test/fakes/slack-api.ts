@@ -100,6 +100,7 @@ export class FakeSlackApi {
   #seq = 0;
   #base = '';
   readonly #userGroups: Record<string, string[]>;
+  readonly #rateLimited = new Map<string, number>();
   #wss: WebSocketServer | null = null;
   #socket: WebSocket | null = null;
   readonly #pendingAcks = new Map<string, (ack: Record<string, unknown>) => void>();
@@ -137,6 +138,15 @@ export class FakeSlackApi {
   /** A fresh `response_url`, shaped like Slack's (`…/commands/<team>/<id>/<secret>`). */
   responseUrl(): string {
     return `${this.#base}/commands/${this.teamId}/${++this.#seq}/${randomBytes(8).toString('hex')}`;
+  }
+
+  /**
+   * Answers the next call of `method` with HTTP 429 and `Retry-After: retryAfterSeconds`, as Slack's
+   * rate limiting does (https://api.slack.com/apis/rate-limits); the call is recorded with error
+   * `ratelimited` and has no effect.
+   */
+  rateLimitNext(method: string, retryAfterSeconds = 1): void {
+    this.#rateLimited.set(method, retryAfterSeconds);
   }
 
   /** Forgets every recorded call, message and response_url post (between tests sharing one fake). */
@@ -244,6 +254,16 @@ export class FakeSlackApi {
       return;
     }
     const body = parseBody(req, raw);
+    const retryAfter = this.#rateLimited.get(method);
+    if (retryAfter !== undefined) {
+      this.#rateLimited.delete(method);
+      const response = { ok: false, error: 'ratelimited' };
+      this.calls.push({ method, body, token: null, response });
+      res
+        .writeHead(429, { 'content-type': 'application/json', 'retry-after': String(retryAfter) })
+        .end(JSON.stringify(response));
+      return;
+    }
     const header = req.headers.authorization;
     const token = header?.startsWith('Bearer ')
       ? header.slice(7)
