@@ -9,6 +9,7 @@ import type { App } from '@slack/bolt';
 import type { Config } from '../core/config.ts';
 import type { SupportCommandDeps } from './commands/support-command.ts';
 import { formatAnswer } from './console/format.ts';
+import { createDiscordBot, type DiscordSettings } from './discord/app.ts';
 import { resolveEscalationTarget } from './conversation/escalation-routing.ts';
 import { ConversationHandler, type ConversationLimits } from './conversation/handler.ts';
 import type { Runtime } from './runtime.ts';
@@ -119,6 +120,20 @@ export function slackSettings(config: Config): SlackSettings {
   };
 }
 
+/** Discord transport settings from the config (token from `DISCORD_TOKEN`). */
+export function discordSettings(config: Config): DiscordSettings {
+  const d = config.discord;
+  return {
+    token: d.token ?? '',
+    apiUrl: d.apiUrl,
+    upReactions: d.reactions.up,
+    downReactions: d.reactions.down,
+    adminUsers: d.admins.users,
+    adminRoles: d.admins.groups,
+    escalationFor: (message) => resolveEscalationTarget(d.escalation, message),
+  };
+}
+
 /** A running `serve`: the HTTP port in use (receiver and `/healthz`) and a graceful stop. */
 export interface RunningBot {
   port: number;
@@ -146,7 +161,7 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
   let slack: App | null = null;
   let healthServer: Server | null = null;
   let port = config.server.port;
-  const stops: (() => Promise<void>)[] = [];
+  const stops: ((graceMs: number) => Promise<void>)[] = [];
   try {
     if (platforms.slack) {
       const settings = slackSettings(config);
@@ -168,6 +183,18 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       });
       log.info({ mode: settings.appToken ? 'socket' : 'http', port }, 'slack started');
     }
+    if (platforms.discord) {
+      const discord = createDiscordBot(discordSettings(config), { handler, commands, log });
+      await discord.start();
+      running.discord = 'running';
+      // discord.js forgets its token when the gateway closes, so the Discord transport finishes its
+      // own in-flight replies before it closes.
+      stops.push(async (graceMs) => {
+        await discord.stop({ drainTimeoutMs: graceMs });
+        running.discord = 'stopped';
+      });
+      log.info('discord started');
+    }
     if (!platforms.slack || config.slack.appToken) {
       healthServer = createServer((req, res) => {
         if (req.method === 'GET' && req.url?.split('?')[0] === '/healthz') void healthz(req, res);
@@ -186,16 +213,20 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     }
   } catch (err) {
-    for (const stop of stops.reverse()) await stop().catch(() => {});
+    for (const stop of stops.reverse()) await stop(0).catch(() => {});
     throw err;
   }
   return {
     port,
     platforms,
     async stop(graceMs = handler.limits.answerTimeoutMs + 5000) {
-      // Stop receiving first (the receivers close; replies still go out through the Web API / REST),
-      // then let the answers already being generated finish and post.
-      for (const stop of stops.reverse()) await stop().catch((err) => log.warn({ err }, 'stop failed'));
+      // Stop taking questions first (new events are left for another replica or the platform's
+      // re-delivery), close the receivers, then let the answers being generated finish and post
+      // (replies go out through the Web API / REST, not the receivers).
+      handler.close();
+      // In start order: Slack's receiver closes first, so an event is never acked by a replica that will
+      // not answer it (Slack re-delivers to another); health goes last.
+      for (const stop of stops) await stop(graceMs).catch((err) => log.warn({ err }, 'stop failed'));
       await Promise.race([handler.drain(), new Promise((r) => setTimeout(r, graceMs).unref())]);
     },
   };

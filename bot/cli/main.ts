@@ -4,6 +4,7 @@ import { SupportbotError } from '../../core/errors.ts';
 import type { AnswerResult, SearchHit } from '../../core/types.ts';
 import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
 import { runConsole } from '../console/console.ts';
+import { registerDiscordCommands } from '../discord/commands.ts';
 import { formatAnswer } from '../console/format.ts';
 import { Runtime } from '../runtime.ts';
 import { configuredPlatforms, startBot } from '../serve.ts';
@@ -199,6 +200,30 @@ export async function main(argv: string[]): Promise<number> {
       await waitForShutdownSignal();
       process.stderr.write('Stopping: finishing the answers in progress…\n');
       await bot.stop();
+    });
+
+  const discord = program.command('discord').description('Discord set-up');
+  discord
+    .command('register')
+    .description('register the /support slash command with Discord (globally, or in one guild at once)')
+    .option('--guild <id>', 'register in this guild only (takes effect immediately; global takes up to an hour)')
+    .action(async (opts: { guild?: string }) => {
+      const env = { ...process.env };
+      const config = loadConfig({ file: globals().config, env });
+      if (!config.discord.token) {
+        throw new SupportbotError('discord-token-missing', 'set DISCORD_TOKEN (the bot token) to register commands');
+      }
+      const r = await registerDiscordCommands({
+        token: config.discord.token,
+        applicationId: config.discord.applicationId,
+        apiUrl: config.discord.apiUrl,
+        guildId: opts.guild,
+      });
+      process.stdout.write(
+        `Registered ${r.commands.map((c) => `/${c.name}`).join(', ')} for application ${r.applicationId} ${
+          r.scope === 'guild' ? `in guild ${r.guildId}` : 'globally'
+        }.\n`,
+      );
     });
 
   program
