@@ -9,6 +9,11 @@
  * vectors, and query latency p50/p95 of BM25, vector (KNN) and hybrid (RRF / relative) search,
  * unfiltered and under a restrictive filter. It also times the three ways to filter a KNN that
  * the store could use (see SqliteKnowledgeStore#vectorCandidates), on a second connection.
+ *
+ * Models: embedding throughput (chunks/s) and the latency of reranking 50 candidates, on the tiny
+ * ONNX models the tests write (test/fixtures/models; this measures the transformers.js +
+ * onnxruntime pipeline around a near-free graph), and on real model folders when
+ * BENCH_EMBED_MODEL / BENCH_RERANK_MODEL name them (folder or cached hub id).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -16,8 +21,10 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import * as sqliteVec from 'sqlite-vec';
 import { configSchema } from '../core/config.ts';
+import { createEmbedder, passageText } from '../core/embedder.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import type { HybridSearchOptions } from '../core/knowledge-store.ts';
+import { createReranker } from '../core/reranker.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { Article, Chunk, SearchFilter } from '../core/types.ts';
 import {
@@ -29,6 +36,8 @@ import {
 import { percentile } from '../evals/hit-rate.ts';
 import { chunkArticle } from '../sync/chunker.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
+import { writeTinyCrossEncoder } from '../test/fixtures/models/tiny-cross-encoder.ts';
+import { writeTinyEmbedder } from '../test/fixtures/models/tiny-embedder.ts';
 
 const DIM = 384;
 const root = sharedHelpcentersDir();
@@ -100,6 +109,7 @@ interface Row {
 }
 const rows: Row[] = [];
 const insertRows: { what: string; seconds: number }[] = [];
+const modelRows: string[][] = [];
 
 try {
   // --- Insert throughput ----------------------------------------------------------------------
@@ -153,34 +163,48 @@ try {
   );
   await time('hybrid rrf, source filter', (q) => ({ k: 5, vector: qvec.get(q), filter: restrictive }), share);
   // The vector path's two filter strategies through the store (the default filter is
-  // "public articles only", which almost every chunk passes).
+  // "public articles only", which almost every chunk passes). Each query runs on both stores in
+  // turn, so load from other processes falls on both alike.
+  const prefilter = SqliteKnowledgeStore.open(file, { vectorFilter: 'prefilter' });
   for (const [label, filter, note] of [
     ['public only', undefined, 'default filter'],
     ['source filter', restrictive, share],
   ] as const) {
-    await time(
-      `vector k=5, ${label}: prefilter`,
-      (q) => ({ k: 5, vector: qvec.get(q), mode: 'vector', filter }),
-      note,
-    );
-    await time(
-      `vector k=5, ${label}: two-pass`,
-      (q) => ({ k: 5, vector: qvec.get(q), mode: 'vector', filter }),
-      note,
-      twoPass,
-    );
-    await time(
-      `vector k=50, ${label}: prefilter`,
-      (q) => ({ k: 50, vector: qvec.get(q), mode: 'vector', filter }),
-      note,
-    );
-    await time(
-      `vector k=50, ${label}: two-pass`,
-      (q) => ({ k: 50, vector: qvec.get(q), mode: 'vector', filter }),
-      note,
-      twoPass,
-    );
+    for (const k of [5, 50]) {
+      const options = (q: string): HybridSearchOptions => ({
+        k,
+        vector: qvec.get(q),
+        mode: 'vector',
+        filter,
+      });
+      const ms = { prefilter: [] as number[], 'two-pass': [] as number[] };
+      for (const q of questions.slice(0, 10)) {
+        await prefilter.search(q, options(q));
+        await twoPass.search(q, options(q));
+      }
+      for (let pass = 0; pass < 2; pass++) {
+        for (const q of questions) {
+          for (const [name, on] of [
+            ['prefilter', prefilter],
+            ['two-pass', twoPass],
+          ] as const) {
+            const s = performance.now();
+            await on.search(q, options(q));
+            ms[name].push(performance.now() - s);
+          }
+        }
+      }
+      for (const [name, values] of Object.entries(ms)) {
+        rows.push({
+          what: `vector k=${k}, ${label}: ${name}`,
+          p50: percentile(values, 50),
+          p95: percentile(values, 95),
+          note,
+        });
+      }
+    }
   }
+  await prefilter.close();
   await twoPass.close();
 
   // --- The same strategies as bare SQL with a plain source filter, and a full-scan alternative ---
@@ -221,6 +245,59 @@ try {
   }
   db.close();
   await store.close();
+
+  // --- Models ---------------------------------------------------------------------------------
+  const passages = items
+    .filter((i) => i.article.source === 'plausible')
+    .flatMap(({ article, chunks }) => chunks.map((c) => passageText({ ...c, title: article.title })))
+    .slice(0, 1000);
+  const embedders: [string, string][] = [
+    ['tiny ONNX (test fixture)', writeTinyEmbedder(path.join(dir, 'tiny-embed'))],
+  ];
+  if (process.env.BENCH_EMBED_MODEL)
+    embedders.push([process.env.BENCH_EMBED_MODEL, process.env.BENCH_EMBED_MODEL]);
+  for (const [label, model] of embedders) {
+    const embedder = await createEmbedder({ model, batchSize: 32 });
+    try {
+      const s = performance.now();
+      await embedder.embedPassages(passages);
+      const seconds = (performance.now() - s) / 1000;
+      modelRows.push([
+        `embed passages: ${label}`,
+        `${(passages.length / seconds).toFixed(0)} chunks/s`,
+        `${passages.length} chunks, batch 32, ${embedder.dimensions} dims`,
+      ]);
+    } finally {
+      await embedder.close();
+    }
+  }
+  const rerankers: [string, string][] = [
+    ['tiny ONNX (test fixture)', writeTinyCrossEncoder(path.join(dir, 'tiny-ce'))],
+  ];
+  if (process.env.BENCH_RERANK_MODEL)
+    rerankers.push([process.env.BENCH_RERANK_MODEL, process.env.BENCH_RERANK_MODEL]);
+  for (const [label, model] of rerankers) {
+    const reranker = await createReranker({ model, batchSize: 16 });
+    try {
+      const ms: number[] = [];
+      for (const [i, q] of questions.slice(0, 30).entries()) {
+        const candidates = passages.slice(
+          (i * 50) % (passages.length - 50),
+          ((i * 50) % (passages.length - 50)) + 50,
+        );
+        const s = performance.now();
+        await reranker.rerank(q, candidates);
+        ms.push(performance.now() - s);
+      }
+      modelRows.push([
+        `rerank 50 candidates: ${label}`,
+        `p50 ${percentile(ms, 50).toFixed(1)} ms, p95 ${percentile(ms, 95).toFixed(1)} ms`,
+        `30 queries, batch 16`,
+      ]);
+    } finally {
+      await reranker.close();
+    }
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
@@ -254,3 +331,4 @@ table(
   ['query (k = 5)', 'p50 ms', 'p95 ms', 'note'],
   rows.map((r) => [r.what, r.p50.toFixed(2), r.p95.toFixed(2), r.note]),
 );
+table(['model', 'result', 'note'], modelRows);

@@ -198,7 +198,7 @@ describe('sync with an embedder on the example help center', () => {
   });
 });
 
-describe.each(['two-pass', 'prefilter'] as const)(
+describe.each(['auto', 'two-pass', 'prefilter'] as const)(
   'SqliteKnowledgeStore vector path (%s filtering)',
   (vectorFilter) => {
     let store: SqliteKnowledgeStore;
