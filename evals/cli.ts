@@ -32,6 +32,7 @@ import {
   renderHtml,
   retrievalTable,
   summaryText,
+  writeChartSvgs,
   writeReport,
 } from './report.ts';
 import {
@@ -301,8 +302,10 @@ export function registerEvalCommands(
     .argument('<a>', 'result JSON (A)')
     .option('--compare <b>', 'second result JSON (B): show deltas B − A')
     .option('--out <file>', 'HTML file to write (default: next to A, .html or -vs-<B>.html)')
-    .action(async (aFile: string, opts: { compare?: string; out?: string }) => {
+    .option('--svg <dir>', "also write each of A's charts as a standalone SVG file into this folder")
+    .action(async (aFile: string, opts: { compare?: string; out?: string; svg?: string }) => {
       const a = readReport(aFile);
+      if (opts.svg) for (const file of await writeChartSvgs(a, opts.svg)) io.err(`wrote ${file}\n`);
       const b = opts.compare ? readReport(opts.compare) : undefined;
       const out =
         opts.out ??

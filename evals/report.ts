@@ -152,7 +152,7 @@ export function retrievalChartSpec(run: RetrievalEvalResult): TopLevelSpec {
       x: { field: 'config', type: 'nominal', sort: null, axis: { labelAngle: -30 }, title: null },
       xOffset: { field: 'metric', sort: CHART_METRICS },
       y: { field: 'value', type: 'quantitative', scale: { domain: [0, 1] }, title: 'score' },
-      color: { field: 'metric', sort: CHART_METRICS },
+      color: { field: 'metric', sort: CHART_METRICS, scale: { scheme: 'tableau10' } },
       tooltip: [{ field: 'config' }, { field: 'metric' }, { field: 'value', format: '.3f' }],
     },
   } as TopLevelSpec;
@@ -402,6 +402,31 @@ export async function renderHtml(report: EvalReport, compareWith?: EvalReport): 
     }
   }
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>supportbot eval: ${esc(report.kind)}</title><style>${STYLE}</style></head><body>${parts.join('\n')}</body></html>\n`;
+}
+
+/**
+ * Writes each chart of a report as a standalone SVG file into `dir`: `<dataset>-retrieval.svg`
+ * per retrieval run, or one `<datasets>-answers.svg`. Returns the paths.
+ */
+export async function writeChartSvgs(report: EvalReport, dir: string): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const out: [string, TopLevelSpec][] =
+    report.kind === 'retrieval'
+      ? report.runs.map((run) => [`${run.dataset}-retrieval.svg`, retrievalChartSpec(run)])
+      : [[`${report.runs.map((r) => r.dataset).join('+')}-answers.svg`, answersChartSpec(report.runs)]];
+  const files: string[] = [];
+  for (const [name, spec] of out) {
+    const file = path.join(dir, name);
+    // Standalone files (for Markdown docs) carry their accessible name as <title>, which the SVG
+    // spec reads as the image's text alternative; Vega's ARIA roles on groups and marks are left
+    // out (`aria: false`, and the roles Vega keeps on frames) since a document shows one image.
+    const svg = await renderSvg({ ...spec, config: { ...(spec.config ?? {}), aria: false } } as TopLevelSpec);
+    const title = typeof spec.title === 'string' ? spec.title : name.replace(/\.svg$/, '');
+    const plain = svg.replace(/ (role|aria-roledescription)="[^"]*"/g, '');
+    writeFileSync(file, plain.replace(/^<svg([^>]*)>/, `<svg$1><title>${esc(title)}</title>`));
+    files.push(file);
+  }
+  return files;
 }
 
 /**

@@ -233,6 +233,23 @@ describe('report rendering', () => {
     expect(html).not.toMatch(/<script|<link|<img|<iframe|src=|url\(/i);
     expect(html).not.toMatch(/href="https?:/);
   });
+  it('writes standalone chart SVGs with a title for Markdown docs (eval report --svg)', async () => {
+    const dir = path.join(root, 'svg');
+    const r = await run(
+      'eval',
+      'report',
+      path.join(root, 'r1.json'),
+      '--svg',
+      dir,
+      '--out',
+      path.join(root, 'r1-again.html'),
+    );
+    expect(r.err).toContain(`wrote ${path.join(dir, 'beir-mini-retrieval.svg')}`);
+    const svg = readFileSync(path.join(dir, 'beir-mini-retrieval.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg[^>]*><title>beir-mini: retrieval by configuration<\/title>/);
+    expect(svg).not.toMatch(/ role="/);
+    expect((svg.match(/<path/g) ?? []).length).toBeGreaterThan(8);
+  });
   it('rejects a file that is not a report', () => {
     const f = path.join(root, 'nope.json');
     writeFileSync(f, '{"hello": 1}');
