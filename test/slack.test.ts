@@ -4,15 +4,17 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HELP_TEXT } from '../bot/commands/support-command.ts';
-import { HUMAN_COMING_TEXT } from '../bot/conversation/handler.ts';
+import { BUSY_TEXT, HUMAN_COMING_TEXT } from '../bot/conversation/handler.ts';
 import { COMMAND_WORKING_TEXT, createSlackBot, slackTextToQuestion } from '../bot/slack/app.ts';
 import { FEEDBACK_ACTION_DOWN, FEEDBACK_ACTION_UP } from '../bot/slack/blocks.ts';
 import type { Generator } from '../core/generator.ts';
+import { ExtractiveGenerator } from '../core/generators/extractive.ts';
 import type { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import { FAKE_SLACK_LIMITS, FakeSlackApi, type PostedMessage } from './fakes/slack-api.ts';
 import {
   BOT_TOKEN,
+  delayed,
   exampleKnowledge,
   logLines,
   type RunningSlackBot,
@@ -204,6 +206,29 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     expect(fake.thread(CHANNEL, ts)).toHaveLength(1);
     const answerId = await state.answerForMessage('slack', `${CHANNEL}:${fake.thread(CHANNEL, ts)[0]?.ts}`);
     expect(answerId).toBeTruthy();
+  });
+
+  it('the generation limit (maxConcurrent) answers politely when full and frees its slot afterwards', async () => {
+    await setup();
+    const bot = await start({
+      generator: delayed(new ExtractiveGenerator(), 1_500),
+      limits: { maxConcurrent: 1 },
+    });
+    const [t1, t2, t3] = [newTs(), newTs(), newTs()];
+    await bot.deliver.event(bot.deliver.envelope(mention('U11', t1)));
+    await sleep(200);
+    await bot.deliver.event(bot.deliver.envelope(mention('U12', t2)));
+    await waitFor(
+      () => fake.thread(CHANNEL, t1).length > 0 && fake.thread(CHANNEL, t2).length > 0,
+      15_000,
+      'two replies',
+    );
+    expect(fake.thread(CHANNEL, t2).map((m) => m.text)).toEqual([BUSY_TEXT]);
+    expect(JSON.stringify(fake.thread(CHANNEL, t1)[0]?.blocks)).toContain('feedback_up');
+    await bot.handler.drain();
+    await bot.deliver.event(bot.deliver.envelope(mention('U13', t3)));
+    await waitFor(() => fake.thread(CHANNEL, t3).length > 0, 15_000, 'the third reply');
+    expect(JSON.stringify(fake.thread(CHANNEL, t3)[0]?.blocks)).toContain('feedback_up');
   });
 
   it('answers a direct message (message event, channel_type im)', async () => {
