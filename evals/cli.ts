@@ -206,7 +206,7 @@ export function registerEvalCommands(
     .option('--judge-model <model>', 'turn on LLM-as-judge with this model (off by default)')
     .option(
       '--judge-base-url <url>',
-      'OpenAI-compatible server of the judge (default $SUPPORTBOT_JUDGE_BASE_URL)',
+      'OpenAI-compatible server of the judge (default $SUPPORTBOT_JUDGE_BASE_URL, else the configured LLM_BASE_URL)',
     )
     .option('--out <base>', 'write <base>.json and <base>.html (default eval-results/answers-<time>)')
     .action(
@@ -223,13 +223,17 @@ export function registerEvalCommands(
         const { generator } = runtimeParts(rt);
         let judge: Judge | null = null;
         if (opts.judgeModel) {
-          const baseUrl = opts.judgeBaseUrl ?? process.env.SUPPORTBOT_JUDGE_BASE_URL;
-          if (!baseUrl) throw new Error('--judge-model needs --judge-base-url or SUPPORTBOT_JUDGE_BASE_URL');
-          judge = openAIJudge({
-            baseUrl,
-            model: opts.judgeModel,
-            ...(process.env.SUPPORTBOT_JUDGE_API_KEY ? { apiKey: process.env.SUPPORTBOT_JUDGE_API_KEY } : {}),
-          });
+          // The configured OpenAI-compatible endpoint (LLM_BASE_URL) unless the judge has its own.
+          const baseUrl = opts.judgeBaseUrl ?? process.env.SUPPORTBOT_JUDGE_BASE_URL ?? rt.config.llm.baseUrl;
+          if (!baseUrl) {
+            throw new Error(
+              '--judge-model needs --judge-base-url, SUPPORTBOT_JUDGE_BASE_URL or LLM_BASE_URL',
+            );
+          }
+          const apiKey =
+            process.env.SUPPORTBOT_JUDGE_API_KEY ??
+            (baseUrl === rt.config.llm.baseUrl ? rt.config.llm.apiKey : undefined);
+          judge = openAIJudge({ baseUrl, model: opts.judgeModel, ...(apiKey ? { apiKey } : {}) });
           io.err(`LLM-as-judge on: ${judge.id} (scores are labelled as the judge's opinion)\n`);
         }
         const runs: AnswerEvalResult[] = [];

@@ -1,6 +1,10 @@
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import type { SearchHit } from '../core/types.ts';
 import type { LabelledQuestion } from './helpcenters.ts';
+import { percentile } from './metrics.ts';
+
+/** Nearest-rank percentile; one definition for all evals, re-exported for the bench. */
+export { percentile };
 
 export interface QuestionOutcome {
   question: string;
@@ -32,13 +36,6 @@ export function firstRelevantRank(hits: SearchHit[], relevant: string[]): number
     if (relevant.includes(key)) return seen.length;
   }
   return null;
-}
-
-/** Nearest-rank percentile of `values` (p in 0..100). */
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
 /**

@@ -163,10 +163,13 @@ export async function runRetrievalEval(
       const store = SqliteKnowledgeStore.open(path.join(workDir, `${dataset.name}-${key}.sqlite`));
       try {
         const chunking = { ...(group[0] as RetrievalConfig).chunking, tokenizer };
-        const summary = await syncSource(corpusSource(dataset), store, { chunking });
+        // With vectors, the sync embeds chunks exactly as production sync does (sync/sync.ts).
+        const summary = await syncSource(corpusSource(dataset), store, {
+          chunking,
+          ...(needsVectors && embedder ? { embedder } : {}),
+        });
         documents = Math.max(documents, summary.added);
         if (needsVectors && embedder) {
-          await embedStore(store, embedder);
           queryVectors ??= await embedder.embedQueries(dataset.queries.map((q) => q.text));
         }
         const chunks = (await store.stats()).chunks;
@@ -214,19 +217,6 @@ export async function runRetrievalEval(
     metrics: RETRIEVAL_METRICS,
     results,
   };
-}
-
-/** Embeds every chunk of a freshly synced store, in batches of 64. */
-async function embedStore(store: SqliteKnowledgeStore, embedder: Embedder): Promise<void> {
-  await store.setEmbeddingInfo({ model: embedder.id, dimensions: embedder.dimensions });
-  for (;;) {
-    const pending = await store.listChunksWithoutVectors(64);
-    if (pending.length === 0) return;
-    const vectors = await embedder.embedPassages(
-      pending.map((c) => [c.title, ...c.headingPath, c.text].filter(Boolean).join('\n')),
-    );
-    await store.upsertVectors(pending.map((c, i) => ({ chunkId: c.id, vector: vectors[i] as Float32Array })));
-  }
 }
 
 async function runConfig(

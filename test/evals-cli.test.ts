@@ -4,6 +4,8 @@
  * report rendering itself (tables, deltas, a self-contained HTML page with inline SVG charts).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -165,6 +167,51 @@ describe('eval answers, gate and report --compare', () => {
     await expect(run('eval', 'gate', path.join(root, 'rr.json'), `${answersA}.json`)).rejects.toThrow(
       /two answers results/,
     );
+  });
+});
+
+describe('eval answers with the LLM judge (off by default)', () => {
+  it('scores through an OpenAI-compatible server when --judge-model is given, and labels it', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            choices: [{ index: 0, message: { role: 'assistant', content: '{"score": 5, "reason": "ok"}' } }],
+          }),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const mtrag = path.join(FIX, 'native', 'mtrag');
+      const r = await run(
+        'eval',
+        'answers',
+        '--dataset',
+        mtrag,
+        '--judge-model',
+        'judge-m',
+        '--judge-base-url',
+        url,
+        '--out',
+        path.join(root, 'j'),
+      );
+      expect(r.err).toContain('LLM-as-judge on: openai:judge-m');
+      expect(r.out).toMatch(/LLM judge score \(openai:judge-m\) +1\.000/);
+      expect(readFileSync(path.join(root, 'j.html'), 'utf8')).toContain(
+        'LLM-as-judge scores by openai:judge-m',
+      );
+      const off = await run('eval', 'answers', '--dataset', mtrag, '--out', path.join(root, 'nj'));
+      expect(off.out).toMatch(/LLM judge score +—/);
+      await expect(
+        run('eval', 'answers', '--dataset', mtrag, '--judge-model', 'm', '--out', path.join(root, 'x')),
+      ).rejects.toThrow(/needs --judge-base-url/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 
