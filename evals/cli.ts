@@ -5,7 +5,7 @@
  * - `eval retrieval --dataset SPEC… [--configs FILE] [--chunk-sizes 128,300,600] [--sample N --seed S] [--out BASE]`
  * - `eval answers --dataset SPEC… [--sample N --seed S] [--judge-model M --judge-base-url URL] [--out BASE]`
  * - `eval gate CANDIDATE.json BASELINE.json [--tolerance metric=value,…]` (exit 1 with reasons when it fails)
- * - `eval report FILE.json [--compare B.json] [--out FILE.html]`
+ * - `eval report A.json [--compare B.json] [--out FILE.html] [--svg DIR]` (or `eval report --compare A.json B.json`)
  * - `eval gaps [--since ISO] [--threshold J] [--limit N] [--json]`
  *
  * Dataset specs: see `evals/datasets.ts#loadDatasets`. Every run writes `<out>.json` and
@@ -302,19 +302,26 @@ export function registerEvalCommands(
 
   evalCmd
     .command('report')
-    .description('render a result JSON as HTML, or compare two results (B − A)')
-    .argument('<a>', 'result JSON (A)')
-    .option('--compare <b>', 'second result JSON (B): show deltas B − A')
+    .description(
+      'render a result JSON as HTML, or compare two results (B − A): report A.json --compare B.json, or report --compare A.json B.json',
+    )
+    .argument('[a]', 'result JSON (A)')
+    .option('--compare <files...>', 'B.json (after A), or A.json B.json: show deltas B − A')
     .option('--out <file>', 'HTML file to write (default: next to A, .html or -vs-<B>.html)')
     .option('--svg <dir>', "also write each of A's charts as a standalone SVG file into this folder")
-    .action(async (aFile: string, opts: { compare?: string; out?: string; svg?: string }) => {
+    .action(async (first: string | undefined, opts: { compare?: string[]; out?: string; svg?: string }) => {
+      const files = [...(first ? [first] : []), ...(opts.compare ?? [])];
+      if (files.length === 0 || files.length > 2 || (opts.compare && files.length !== 2)) {
+        throw new InvalidArgumentError('give one result file, or two to compare (A.json --compare B.json)');
+      }
+      const [aFile, bFile] = files as [string, string | undefined];
       const a = readReport(aFile);
       if (opts.svg) for (const file of await writeChartSvgs(a, opts.svg)) io.err(`wrote ${file}\n`);
-      const b = opts.compare ? readReport(opts.compare) : undefined;
+      const b = bFile ? readReport(bFile) : undefined;
       const out =
         opts.out ??
-        (b
-          ? aFile.replace(/\.json$/, `-vs-${path.basename(opts.compare as string, '.json')}.html`)
+        (bFile
+          ? aFile.replace(/\.json$/, `-vs-${path.basename(bFile, '.json')}.html`)
           : aFile.replace(/\.json$/, '.html'));
       writeFileSync(out, await renderHtml(a, b));
       io.out(`${b ? compareTable(compareReports(a, b)) : summaryText(a)}\n`);

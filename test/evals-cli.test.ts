@@ -152,6 +152,18 @@ describe('eval answers, gate and report --compare', () => {
     expect(cmp.out).toMatch(/mtrag +answerRate +1\.000 +0\.500 +-0\.500 ▼/);
     const html = readFileSync(path.join(root, 'a-vs-worse.html'), 'utf8');
     expect(html).toContain('Comparison (B − A)');
+    // The same comparison spelled `report --compare A.json B.json`.
+    const both = await run(
+      'eval',
+      'report',
+      '--compare',
+      `${answersA}.json`,
+      path.join(root, 'worse.json'),
+      '--out',
+      path.join(root, 'cmp2.html'),
+    );
+    expect(both.out).toBe(cmp.out);
+    await expect(run('eval', 'report', '--compare', `${answersA}.json`)).rejects.toThrow(/two to compare/);
   });
   it('refuses to gate retrieval results', async () => {
     await run(
