@@ -86,8 +86,8 @@ export interface KnowledgeStore {
   /**
    * Declares the embedding model for the vectors to come. The same model again is a no-op. A
    * different model or dimension throws SupportbotError `embedding-mismatch` (telling the user to
-   * run `supportbot sync --reembed`), unless `reset` is true: then every stored vector is dropped
-   * and all chunks wait for re-embedding (`listChunksWithoutVectors`).
+   * run `supportbot sync --reembed`). With `reset`, every stored vector is dropped (whatever the
+   * model) and all chunks wait for re-embedding (`listChunksWithoutVectors`).
    */
   setEmbeddingInfo?(info: EmbeddingInfo, options?: { reset?: boolean }): Promise<void>;
 

@@ -55,7 +55,8 @@ export interface SyncOptions {
   /**
    * With `embedder`: when the store's vectors were made by another model, drop them all and
    * re-embed every chunk, without re-chunking, instead of failing with `embedding-mismatch`.
-   * (`supportbot sync --reembed`.)
+   * (`supportbot sync --reembed`.) With the same model it only fills missing vectors; to redo
+   * them all anyway, call `store.setEmbeddingInfo(info, { reset: true })` once first.
    */
   reembed?: boolean;
   /** Chunks per `embedPassages` call. Default 64. */
@@ -266,10 +267,13 @@ export async function prepareVectors(
   if (!store.setEmbeddingInfo || !store.listChunksWithoutVectors || !store.upsertVectors) {
     throw new SupportbotError('invalid-option', `knowledge store ${store.id} cannot keep vectors`);
   }
-  await store.setEmbeddingInfo(
-    { model: embedder.id, dimensions: embedder.dimensions },
-    { reset: options.reembed === true },
-  );
+  const info = { model: embedder.id, dimensions: embedder.dimensions };
+  const current = (await store.embeddingInfo?.()) ?? null;
+  // Reset only on a real change of model, so that calling this once per source (as syncSource
+  // does) drops the old vectors once, not the ones the previous source just filled.
+  const differs =
+    current !== null && (current.model !== info.model || current.dimensions !== info.dimensions);
+  await store.setEmbeddingInfo(info, { reset: options.reembed === true && differs });
 }
 
 /**

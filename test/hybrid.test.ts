@@ -198,6 +198,38 @@ describe('sync with an embedder on the example help center', () => {
   });
 });
 
+describe('sync --reembed over two sources', () => {
+  it('drops the old vectors once and re-embeds every chunk of both sources once', async () => {
+    const mean = await OnnxEmbedder.load({ model: writeTinyEmbedder(path.join(root, 'two-mean')) });
+    const cls = await OnnxEmbedder.load({
+      model: writeTinyEmbedder(path.join(root, 'two-cls'), { pooling: 'cls' }),
+    });
+    const store = SqliteKnowledgeStore.open(newFile());
+    const docs = path.join(root, 'two-docs');
+    mkdirSync(docs, { recursive: true });
+    for (const [file, text] of Object.entries(ARTICLES)) writeFileSync(path.join(docs, file), text);
+    const sources = () => [createFolderSource(folderSourceSchema.parse(DEFAULT_SOURCE)), folder('kb', docs)];
+    try {
+      let total = 0;
+      for (const src of sources())
+        total += (await syncSource(src, store, { chunking, embedder: mean })).chunks;
+      const summaries = [];
+      for (const src of sources())
+        summaries.push(await syncSource(src, store, { chunking, embedder: cls, reembed: true }));
+      // The first source's sync resets and fills every chunk in the store; the second finds the
+      // model already switched and nothing missing.
+      expect(summaries.map((s) => s.embedded)).toEqual([total, 0]);
+      expect(summaries.map((s) => s.chunks)).toEqual([0, 0]);
+      expect(store.vectorCount()).toBe(total);
+      expect(await store.embeddingInfo()).toEqual({ model: cls.id, dimensions: DIM });
+    } finally {
+      await store.close();
+      await mean.close();
+      await cls.close();
+    }
+  });
+});
+
 describe.each(['auto', 'two-pass', 'prefilter'] as const)(
   'SqliteKnowledgeStore vector path (%s filtering)',
   (vectorFilter) => {
@@ -249,6 +281,41 @@ describe.each(['auto', 'two-pass', 'prefilter'] as const)(
       expect(await store.deleteArticles('docs', ['a'])).toBe(1);
       expect(store.vectorCount()).toBe(1);
       expect(articleIds(await store.search('', { k: 5, vector: unit(1), mode: 'vector' }))).toEqual(['b']);
+    });
+
+    it('a failing upsert leaves the old vectors (one transaction)', async () => {
+      await put({ id: 'a' }, 'alpha', unit(1));
+      const article = makeArticle({ id: 'a' });
+      const [first] = makeChunks(article, ['new']);
+      if (!first) throw new Error('no chunk');
+      await expect(
+        store.upsertArticle(article, [first, { ...first, index: 1 }], 'h2', [unit(0, 1), unit(0, 1)]),
+      ).rejects.toThrow();
+      expect(store.vectorCount()).toBe(1);
+      const [hit] = await store.search('', { k: 1, vector: unit(1), mode: 'vector' });
+      expect(hit).toMatchObject({ chunk: { text: 'alpha' }, score: expect.closeTo(1, 5) });
+    });
+
+    it('sees vectors and a new model set by another connection', async () => {
+      const file = newFile();
+      const reader = SqliteKnowledgeStore.open(file, { vectorFilter });
+      const writer = SqliteKnowledgeStore.open(file, { vectorFilter });
+      try {
+        const article = makeArticle({ id: 'a' });
+        await writer.upsertArticle(article, makeChunks(article, ['alpha']), 'h');
+        // No vectors yet: the reader searches BM25 and ignores the query vector.
+        expect(articleIds(await reader.search('alpha', { k: 5, vector: unit(1) }))).toEqual(['a']);
+        await writer.setEmbeddingInfo({ model: 'test:axes-4', dimensions: 4 });
+        await writer.upsertVectors([{ chunkId: 'docs:a#0', vector: unit(1) }]);
+        expect(articleIds(await reader.search('', { k: 5, vector: unit(1), mode: 'vector' }))).toEqual(['a']);
+        await writer.setEmbeddingInfo({ model: 'test:other-3', dimensions: 3 }, { reset: true });
+        await expect(reader.search('', { k: 5, vector: unit(1), mode: 'vector' })).rejects.toMatchObject({
+          code: 'embedding-mismatch',
+        });
+      } finally {
+        await reader.close();
+        await writer.close();
+      }
     });
 
     it('refuses vectors before a model is set', async () => {

@@ -495,6 +495,9 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     const db = this.#open();
     const k = Math.min(MAX_K, Math.max(0, Math.floor(Number.isFinite(options.k) ? options.k : 0)));
     const match = buildMatchExpression(String(query ?? ''), this.maxQueryTerms);
+    // Another connection (a sync in another process) may have set or changed the embedding
+    // model since this one opened: re-read it (two indexed lookups) when vectors are in play.
+    if (options.vector !== undefined) this.#loadEmbeddingInfo();
     const mode = this.#mode(options);
     if (k === 0 || (match === null && mode === 'bm25')) return [];
     const filter = filterParams(options.filter);
@@ -567,7 +570,8 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
       // Re-read inside the write lock: another process may have set it since this one opened.
       this.#loadEmbeddingInfo();
       const current = this.#embedding;
-      if (current && current.model === info.model && current.dimensions === info.dimensions) return;
+      const same = current?.model === info.model && current?.dimensions === info.dimensions;
+      if (same && !options.reset) return;
       if (current && !options.reset) throw embeddingMismatch(current, info);
       this.#vec = null;
       db.exec(`DROP TABLE IF EXISTS ${VECTOR_TABLE}`);

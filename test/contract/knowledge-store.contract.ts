@@ -489,6 +489,10 @@ export function describeVectorStoreContract(name: string, makeStore: () => Promi
         await putV({ id: 'a' }, ['alpha'], [unit(1)]);
         await v.setEmbeddingInfo({ ...info });
         expect(await v.listChunksWithoutVectors(10)).toEqual([]);
+        // reset drops the vectors even for the same model (a forced re-embed).
+        await v.setEmbeddingInfo({ ...info }, { reset: true });
+        expect((await v.listChunksWithoutVectors(10)).map((c) => c.id)).toEqual(['docs:a#0']);
+        expect(await v.embeddingInfo()).toEqual(info);
       });
 
       it('another model or dimension is embedding-mismatch, naming sync --reembed; reset drops every vector', async () => {
