@@ -138,6 +138,33 @@ describe('ConversationHandler', () => {
     expect(rec.posts.some((p) => p.kind === 'escalation' && p.text.startsWith('ESC:'))).toBe(true);
   });
 
+  it('maps each message as it is posted: a post that fails half-way keeps the posted part rateable', async () => {
+    const h = make(stateA, async () => result('A long answer in two messages.'));
+    let ratedDuringPost: { kind: string } | null = null;
+    const failing: ReplyChannel = {
+      async postAnswer(_m, _r, _id, onPosted) {
+        await onPosted?.('C1:first.0');
+        // A reaction on the first message while the second is being posted already counts.
+        ratedDuringPost = await h.handleRating({
+          platform: 'slack',
+          messageKey: 'C1:first.0',
+          userId: 'U2',
+          value: 1,
+        });
+        throw new Error('chat.postMessage failed: msg_too_long');
+      },
+      async postText() {},
+      async notifyEscalation() {},
+    };
+    const outcome = await h.handleMessage(msg(), failing);
+    expect(outcome.kind).toBe('failed');
+    expect(ratedDuringPost).toMatchObject({ kind: 'recorded' });
+    const answerId = await stateA.answerForMessage('slack', 'C1:first.0');
+    expect(answerId).not.toBeNull();
+    expect((await stateA.getAnswer(answerId as string))?.messageKeys).toEqual(['C1:first.0']);
+    expect(await stateA.ratingSummary(answerId as string)).toMatchObject({ up: 1, down: 0 });
+  });
+
   it('rate-limits a user politely and times out slow answers', async () => {
     const rec = recorder();
     const h = make(stateA, undefined, { perUser: 1 });

@@ -330,7 +330,11 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     expect(notice.content).toContain(`https://discord.com/channels/${GUILD}/${question.id}`);
     // Only the configured role may be pinged, not the asker.
     expect(notice.body.allowed_mentions).toEqual({ parse: [], roles: [ADMIN_ROLE], users: [] });
-    await rest.waitFor(() => answersIn(question.id).some((m) => m.content === HUMAN_COMING_TEXT));
+    // The asker is told once, in the answer itself; the transport does not repeat it.
+    await rest.waitFor(() =>
+      answersIn(question.id).some((m) => m.content.includes("I'll bring in someone from the support team.")),
+    );
+    expect(answersIn(question.id).filter((m) => m.content.includes(HUMAN_COMING_TEXT))).toEqual([]);
 
     // The asker now talks to a person: no mention, no bot answer; a mention still reaches the bot.
     gateway.dispatch(

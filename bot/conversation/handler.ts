@@ -59,6 +59,13 @@ export const TIMEOUT_TEXT = 'Sorry, that took too long to answer. Please try aga
 export const FAILED_TEXT = "Sorry, something went wrong on my side and I couldn't answer. Please try again.";
 export const TOO_LONG_TEXT = (max: number) =>
   `That message is too long for me — please keep questions under ${max} characters.`;
+/**
+ * State-store message key under which a thread's latest answer is mapped
+ * (`StateStore.mapMessage(platform, threadAnswerKey(threadKey), answerId)`): how the handler finds
+ * the previous answer for 👎-then-wrote escalation and transports find who asked in a thread.
+ */
+export const threadAnswerKey = (threadKey: string): string => `thread:${threadKey}`;
+
 export const HUMAN_COMING_TEXT = "I've asked someone from the support team to join this thread.";
 
 /**
@@ -135,7 +142,7 @@ export class ConversationHandler {
     const conversation = `${message.platform}:${message.threadKey}`;
     const history = await state.threadHistory(conversation, this.limits.historyTurns);
     // The asker writing again after a 👎 on the thread's last answer wants more than the bot gave.
-    const previousId = await state.answerForMessage(message.platform, `thread:${message.threadKey}`);
+    const previousId = await state.answerForMessage(message.platform, threadAnswerKey(message.threadKey));
     const previous = previousId ? await state.getAnswer(previousId) : null;
     const downvotedBefore =
       previous !== null &&
@@ -191,12 +198,22 @@ export class ConversationHandler {
       createdAt: new Date().toISOString(),
       messageKeys: [] as string[],
     };
-    // Saved before posting so that a reaction racing the post already finds the answer.
+    // Saved before posting, and each message mapped as soon as it is posted, so that a reaction
+    // racing the post already finds the answer, and a post that fails half-way keeps the
+    // messages that did go out rateable.
     await state.saveAnswer(record);
-    const keys = await reply.postAnswer(message, shown, answerId);
-    for (const key of keys) await state.mapMessage(message.platform, key, answerId);
-    await state.mapMessage(message.platform, `thread:${message.threadKey}`, answerId);
-    await state.saveAnswer({ ...record, messageKeys: keys });
+    const posted: string[] = [];
+    const onPosted = async (key: string) => {
+      posted.push(key);
+      await state.mapMessage(message.platform, key, answerId);
+    };
+    try {
+      const keys = await reply.postAnswer(message, shown, answerId, onPosted);
+      for (const key of keys) if (!posted.includes(key)) await onPosted(key);
+    } finally {
+      await state.mapMessage(message.platform, threadAnswerKey(message.threadKey), answerId);
+      await state.saveAnswer({ ...record, messageKeys: posted });
+    }
     await state.appendTurn(conversation, { role: 'user', text }, this.limits.historyTurns);
     await state.appendTurn(conversation, { role: 'assistant', text: shown.text }, this.limits.historyTurns);
 

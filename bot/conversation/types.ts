@@ -43,13 +43,23 @@ export interface ReplyChannel {
   /**
    * Posts an answer in the message's thread, split to the platform's limits, with rating
    * controls on the last message.
+   * @param onPosted called with each message's key as soon as that message is posted (before the
+   *   next one), so it is rateable at once and kept when a later post fails.
    * @returns the platform keys of every message posted (Slack `channel:ts`, Discord message id),
    *   so reactions on any of them resolve to the answer.
    */
-  postAnswer(message: IncomingMessage, result: AnswerResult, answerId: string): Promise<string[]>;
+  postAnswer(
+    message: IncomingMessage,
+    result: AnswerResult,
+    answerId: string,
+    onPosted?: (key: string) => Promise<void>,
+  ): Promise<string[]>;
   /** Posts plain text in the message's thread (rate-limit notices, errors). */
   postText(message: IncomingMessage, text: string): Promise<void>;
-  /** Tells the escalation target that a human is needed, with a link to the thread. */
+  /**
+   * Tells the escalation target that a human is needed, with a link to the thread. Only the
+   * target: the answer posted to the asker already says a person is coming.
+   */
   notifyEscalation(target: EscalationTarget, message: IncomingMessage, reason: string): Promise<void>;
 }
 

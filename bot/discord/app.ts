@@ -23,7 +23,7 @@ import {
 import type { Logger } from 'pino';
 import type { AnswerResult } from '../../core/types.ts';
 import { runSupportCommand, type SupportCommandDeps } from '../commands/support-command.ts';
-import { type ConversationHandler, HUMAN_COMING_TEXT } from '../conversation/handler.ts';
+import { type ConversationHandler, threadAnswerKey } from '../conversation/handler.ts';
 import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
 import { splitMarkdown } from '../render/split.ts';
 import { SUPPORT_COMMAND_NAME, supportCommandText } from './commands.ts';
@@ -223,7 +223,7 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
 
   /** The answer record of the conversation in channel/thread `key`, if the bot answered there. */
   const conversationAnswer = async (key: string) => {
-    const id = await state.answerForMessage('discord', `thread:${key}`);
+    const id = await state.answerForMessage('discord', threadAnswerKey(key));
     return id ? state.getAnswer(id) : null;
   };
 
@@ -284,11 +284,13 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
       return opened;
     };
     return {
-      async postAnswer(_message, result: AnswerResult, answerId) {
+      async postAnswer(_message, result: AnswerResult, answerId, onPosted) {
         const d = await dest();
         const ids: string[] = [];
         for (const m of answerToDiscordMessages(result, { answerId, feedbackButtons: true })) {
-          ids.push((await d.send(toSendOptions(m))).id);
+          const { id } = await d.send(toSendOptions(m));
+          ids.push(id);
+          await onPosted?.(id);
         }
         return ids;
       },
@@ -319,9 +321,8 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
           );
         }
         // Remembered so follow-ups without a mention stop once a person was asked to join.
-        const answerId = await state.answerForMessage('discord', `thread:${message.threadKey}`);
+        const answerId = await state.answerForMessage('discord', threadAnswerKey(message.threadKey));
         await state.mapMessage('discord', `escalated:${message.threadKey}`, answerId ?? message.messageKey);
-        await d.send({ content: HUMAN_COMING_TEXT });
       },
     };
   };

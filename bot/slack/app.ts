@@ -144,7 +144,7 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
   const app = new SlackBotApp(options);
 
   const replyChannel = (client: WebClient): ReplyChannel => ({
-    async postAnswer(message, result: AnswerResult, answerId) {
+    async postAnswer(message, result: AnswerResult, answerId, onPosted) {
       const [channel, threadTs] = splitThread(message.threadKey);
       const keys: string[] = [];
       for (const m of answerToSlackMessages(result, { answerId, feedbackButtons: true })) {
@@ -156,7 +156,10 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
           unfurl_links: false,
           unfurl_media: false,
         });
-        if (res.ts) keys.push(slackKey(channel, res.ts));
+        if (res.ts) {
+          keys.push(slackKey(channel, res.ts));
+          await onPosted?.(slackKey(channel, res.ts));
+        }
       }
       return keys;
     },
