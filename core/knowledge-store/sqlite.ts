@@ -516,10 +516,10 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
         return match === null ? [] : this.#hydrate(this.#lexicalCandidates(match, filter, k));
       }
       if (mode === 'vector') return this.#hydrate(this.#vectorCandidates(vector, filter, k));
-      const n = Math.min(
-        MAX_K,
-        Math.max(k, options.candidates ?? Math.max(HYBRID_CANDIDATES_MIN, k * HYBRID_CANDIDATES_FACTOR)),
-      );
+      const wanted = Number.isFinite(options.candidates)
+        ? Math.floor(options.candidates as number)
+        : Math.max(HYBRID_CANDIDATES_MIN, k * HYBRID_CANDIDATES_FACTOR);
+      const n = Math.min(MAX_K, Math.max(k, wanted));
       // Each list is cut to n candidates; a smaller first pass than the single-path default
       // (max(100, 2n) instead of 20n rows) keeps filtering cheap, and is as exact (see
       // #lexicalCandidates): only the speed of a restrictive filter's fallback changes.
@@ -545,7 +545,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
   // -------------------------------------------------------------------------------------------
 
   async embeddingInfo(): Promise<EmbeddingInfo | null> {
-    this.#open();
+    this.#loadEmbeddingInfo(); // another process may have set it since this store opened
     return this.#embedding ? { ...this.#embedding } : null;
   }
 
