@@ -2,10 +2,11 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { loadConfig } from '../../core/config.ts';
 import { SupportbotError } from '../../core/errors.ts';
 import type { AnswerResult, SearchHit } from '../../core/types.ts';
+import { registerEvalCommands } from '../../evals/cli.ts';
 import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
 import { runConsole } from '../console/console.ts';
-import { registerDiscordCommands } from '../discord/commands.ts';
 import { formatAnswer } from '../console/format.ts';
+import { registerDiscordCommands } from '../discord/commands.ts';
 import { Runtime } from '../runtime.ts';
 import { configuredPlatforms, startBot } from '../serve.ts';
 import { syncProgressReporter } from './progress.ts';
@@ -202,16 +203,24 @@ export async function main(argv: string[]): Promise<number> {
       await bot.stop();
     });
 
+  registerEvalCommands(program, () => open(globals()));
+
   const discord = program.command('discord').description('Discord set-up');
   discord
     .command('register')
     .description('register the /support slash command with Discord (globally, or in one guild at once)')
-    .option('--guild <id>', 'register in this guild only (takes effect immediately; global takes up to an hour)')
+    .option(
+      '--guild <id>',
+      'register in this guild only (takes effect immediately; global takes up to an hour)',
+    )
     .action(async (opts: { guild?: string }) => {
       const env = { ...process.env };
       const config = loadConfig({ file: globals().config, env });
       if (!config.discord.token) {
-        throw new SupportbotError('discord-token-missing', 'set DISCORD_TOKEN (the bot token) to register commands');
+        throw new SupportbotError(
+          'discord-token-missing',
+          'set DISCORD_TOKEN (the bot token) to register commands',
+        );
       }
       const r = await registerDiscordCommands({
         token: config.discord.token,
