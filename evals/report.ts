@@ -6,8 +6,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import type { AnswerEvalResult, AnswerMetrics } from './answers.ts';
 import type { RetrievalEvalResult } from './retrieval.ts';
 
@@ -122,9 +121,47 @@ export function summaryText(report: EvalReport): string {
 
 // ── charts ───────────────────────────────────────────────────────────────────────────────────
 
+type Charting = {
+  vega: typeof import('vega');
+  compile: (typeof import('vega-lite'))['compile'];
+  setToJSON: PropertyDescriptor | undefined;
+};
+let charting: Promise<Charting> | null = null;
+
+/**
+ * Loads vega and vega-lite on first use. vega-lite 6 defines `Set.prototype.toJSON` when its
+ * module loads; left in place, that global patch breaks discord.js's bundled inspector in the same
+ * process (`string "Set()" is not iterable`). So the patch is taken off after loading and put
+ * back only around `compile`, which is synchronous.
+ */
+function loadCharting(): Promise<Charting> {
+  charting ??= (async () => {
+    const before = Object.getOwnPropertyDescriptor(Set.prototype, 'toJSON');
+    const [vega, vl] = await Promise.all([import('vega'), import('vega-lite')]);
+    const setToJSON = Object.getOwnPropertyDescriptor(Set.prototype, 'toJSON');
+    restoreSetToJSON(before);
+    return { vega, compile: vl.compile, setToJSON };
+  })();
+  return charting;
+}
+
+function restoreSetToJSON(descriptor: PropertyDescriptor | undefined): void {
+  if (descriptor) Object.defineProperty(Set.prototype, 'toJSON', descriptor);
+  else delete (Set.prototype as unknown as Record<string, unknown>).toJSON;
+}
+
 /** Renders a Vega-Lite spec to an SVG string (no DOM, no canvas, no network). */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  const { vega, compile, setToJSON } = await loadCharting();
+  const before = Object.getOwnPropertyDescriptor(Set.prototype, 'toJSON');
+  if (setToJSON) Object.defineProperty(Set.prototype, 'toJSON', setToJSON);
+  let compiled: ReturnType<typeof compile>;
+  try {
+    compiled = compile(spec);
+  } finally {
+    restoreSetToJSON(before);
+  }
+  const view = new vega.View(vega.parse(compiled.spec), { renderer: 'none' });
   try {
     return await view.toSVG();
   } finally {

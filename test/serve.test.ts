@@ -6,16 +6,24 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Runtime } from '../bot/runtime.ts';
 import { configuredPlatforms, startBot } from '../bot/serve.ts';
 import { loadConfig, PACKAGE_ROOT } from '../core/config.ts';
+import { FakeSlackApi } from './fakes/slack-api.ts';
 
 const BIN = path.join(PACKAGE_ROOT, 'bin', 'supportbot.mjs');
 const SLACK_ENV = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: 'test-secret' };
+let slackApi: FakeSlackApi;
+/** Slack settings pointing at the local Web API fake (`auth.test` runs at start). */
+const slackEnv = () => ({ ...SLACK_ENV, SLACK_API_URL: slackApi.apiUrl });
 
 describe('serve', () => {
   let tmp: string;
-  beforeEach(() => {
+  beforeEach(async () => {
     tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-serve-'));
+    slackApi = await FakeSlackApi.start({ botToken: SLACK_ENV.SLACK_BOT_TOKEN });
   });
-  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+  afterEach(async () => {
+    await slackApi.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
 
   it('chooses platforms from the tokens', () => {
     const at = (env: Record<string, string>) => configuredPlatforms(loadConfig({ cwd: tmp, env }));
@@ -26,7 +34,7 @@ describe('serve', () => {
   });
 
   it('serves /healthz beside the Slack receiver: 200 while the stores answer, 503 when one is down', async () => {
-    const rt = await Runtime.open(loadConfig({ cwd: tmp, env: { ...SLACK_ENV, PORT: '0' } }));
+    const rt = await Runtime.open(loadConfig({ cwd: tmp, env: { ...slackEnv(), PORT: '0' } }));
     await rt.sync();
     const bot = await startBot(rt);
     try {
@@ -47,10 +55,25 @@ describe('serve', () => {
     await expect(fetch(`http://127.0.0.1:${bot.port}/healthz`)).rejects.toThrow();
   });
 
+  it('a wrong Slack token or an unreachable Slack stops start-up with one clear error, leaving nothing running', async () => {
+    const wrong = await Runtime.open(
+      loadConfig({ cwd: tmp, env: { ...slackEnv(), SLACK_BOT_TOKEN: 'xoxb-wrong', PORT: '0' } }),
+    );
+    await expect(startBot(wrong)).rejects.toMatchObject({ code: 'slack-auth' });
+    await wrong.close();
+    const down = await Runtime.open(
+      loadConfig({ cwd: tmp, env: { ...SLACK_ENV, SLACK_API_URL: 'http://127.0.0.1:9/api/', PORT: '0' } }),
+    );
+    const started = Date.now();
+    await expect(startBot(down)).rejects.toMatchObject({ code: 'slack-unreachable' });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await down.close();
+  }, 60_000);
+
   it('`supportbot serve` stops cleanly on SIGTERM', async () => {
     const child = spawn(process.execPath, [BIN, 'serve'], {
       cwd: tmp,
-      env: { ...process.env, ...SLACK_ENV, PORT: '0', DATA_DIR: path.join(tmp, 'data'), REDIS_URL: '' },
+      env: { ...process.env, ...slackEnv(), PORT: '0', DATA_DIR: path.join(tmp, 'data'), REDIS_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

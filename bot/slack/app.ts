@@ -100,7 +100,15 @@ class SlackBotApp extends App {
     try {
       await this.init();
     } catch (err) {
-      const code = (err as { data?: { error?: string } }).data?.error ?? (err as Error).message;
+      const e = err as { code?: string; data?: { error?: string } };
+      if (e.code === 'slack_webapi_request_error') {
+        throw new SupportbotError(
+          'slack-unreachable',
+          `cannot reach the Slack Web API (${this.client.slackApiUrl}): ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      const code = e.data?.error ?? (err as Error).message;
       throw new SupportbotError('slack-auth', `Slack did not accept the bot token (auth.test: ${code})`, {
         cause: err,
       });
@@ -134,7 +142,12 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     processBeforeResponse: false,
     deferInitialization: true,
     logger: boltLogger(log),
-    clientOptions: settings.apiUrl ? { slackApiUrl: settings.apiUrl } : undefined,
+    clientOptions: {
+      ...(settings.apiUrl ? { slackApiUrl: settings.apiUrl } : {}),
+      // The WebClient's default retries a failed call for about 30 minutes: an answer that late is
+      // useless and a start-up against an unreachable Slack would hang. About 10 s, then an error.
+      retryConfig: { retries: 3, factor: 2, minTimeout: 500, maxTimeout: 5000 },
+    },
   };
   // In Socket Mode Bolt would open its own HTTP server (port 3000) just for custom routes; the
   // caller serves them there instead (see `SlackBotDeps.routes`).
