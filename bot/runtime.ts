@@ -3,16 +3,19 @@ import { type Logger, pino } from 'pino';
 import { type RequestScope, routeAdapter } from '../core/adapters.ts';
 import { answer } from '../core/answer.ts';
 import type { Config } from '../core/config.ts';
+import { checkEmbeddingInfo, createEmbedder, type Embedder } from '../core/embedder.ts';
 import { SupportbotError } from '../core/errors.ts';
 import type { Generator } from '../core/generator.ts';
 import { createGenerator } from '../core/generators/index.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
+import { createReranker, type Reranker } from '../core/reranker.ts';
+import { type RetrievalSettings, retrieve } from '../core/retrieve.ts';
 import { RedisStateStore } from '../core/state-store/redis.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import type { StateStore } from '../core/state-store.ts';
 import { cl100kTokenizer, type Tokenizer } from '../core/tokenizer.ts';
-import type { AnswerResult, SearchFilter, Turn } from '../core/types.ts';
+import type { AnswerResult, SearchFilter, SearchHit, Turn } from '../core/types.ts';
 import type { ChunkOptions } from '../sync/chunker.ts';
 import type { Source } from '../sync/source.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
@@ -42,6 +45,10 @@ export class Runtime {
   readonly log: Logger;
   /** The LLM generator (`llm.backend`), or null for the extractive default. */
   generator: Generator | null = null;
+  /** Query/passage embedder (`embedding.model`), or null: BM25 only. */
+  embedder: Embedder | null = null;
+  /** Cross-encoder reranker (`reranker.model`), or null. */
+  reranker: Reranker | null = null;
 
   /**
    * Builds the runtime over the embedded SQLite stores, or over a given state store (see `open`).
@@ -71,11 +78,29 @@ export class Runtime {
     const rt = new Runtime(config, { state });
     try {
       rt.generator = await createGenerator(config);
+      const e = config.embedding;
+      if (e.model) {
+        rt.embedder = await createEmbedder({
+          model: e.model,
+          baseUrl: e.baseUrl,
+          apiKey: e.apiKey,
+          batchSize: e.batchSize,
+          cacheDirs: e.cacheDirs.length ? e.cacheDirs : undefined,
+        });
+      }
+      if (config.reranker.model) rt.reranker = await createReranker({ model: config.reranker.model });
     } catch (err) {
       await rt.close();
       throw err;
     }
-    if (rt.generator) rt.log.info({ generator: rt.generator.id }, 'generator loaded');
+    rt.log.info(
+      {
+        generator: rt.generator?.id ?? 'extractive',
+        embedder: rt.embedder?.id ?? null,
+        reranker: rt.reranker?.id ?? null,
+      },
+      'models ready',
+    );
     return rt;
   }
 
@@ -103,12 +128,19 @@ export class Runtime {
    */
   async sync(
     names: string[] = [],
-    options: { force?: boolean; onProgress?: (p: SyncProgress) => void } = {},
+    options: { force?: boolean; reembed?: boolean; onProgress?: (p: SyncProgress) => void } = {},
   ): Promise<SyncSummary[]> {
     this.checkSourceNames(names);
+    if (options.reembed && !this.embedder) {
+      throw new SupportbotError('no-embedder', '--reembed needs an embedding model: set EMBEDDING_MODEL');
+    }
     const summaries: SyncSummary[] = [];
     for (const source of this.sources.filter((s) => names.length === 0 || names.includes(s.name))) {
-      const summary = await syncSource(source, this.knowledge, { chunking: this.chunking, ...options });
+      const summary = await syncSource(source, this.knowledge, {
+        chunking: this.chunking,
+        embedder: this.embedder ?? undefined,
+        ...options,
+      });
       // Callers print the summary with its errors; the log keeps the detail without repeating it on stderr.
       for (const e of summary.errors) this.log.debug({ source: source.name, ...e }, 'skipped a file');
       summaries.push(summary);
@@ -160,9 +192,10 @@ export class Runtime {
    * sources only. `scope` (platform, workspace, channel) picks the LoRA adapter through
    * `llm.adapters.routes`.
    */
-  ask(question: string, options: AskOptions = {}): Promise<AnswerResult> {
+  async ask(question: string, options: AskOptions = {}): Promise<AnswerResult> {
     const adapters = this.config.llm.adapters;
     return answer(question, {
+      ...(await this.retrievalOptions()),
       signal: options.signal,
       store: this.knowledge,
       generator: this.generator ?? undefined,
@@ -174,6 +207,64 @@ export class Runtime {
       filter: this.scopeFilter(options.filter),
       history: options.history ?? [],
     });
+  }
+
+  /** Embedder (when the store's vectors match it), reranker and hybrid settings for `retrieve()`. */
+  private async retrievalOptions(mode?: RetrievalSettings['mode']) {
+    const embedder = (await this.vectorsReady()) ? (this.embedder ?? undefined) : undefined;
+    const retrieval: RetrievalSettings = {
+      mode: mode ?? this.config.retrieval.mode,
+      alpha: this.config.retrieval.alpha,
+      fusion: this.config.retrieval.fusion,
+      candidates: this.config.reranker.candidates,
+    };
+    return { embedder, reranker: this.reranker ?? undefined, retrieval };
+  }
+
+  /**
+   * The top-k chunks for a query as `answer()` retrieves them (hybrid and reranked when models are
+   * configured), over the configured sources.
+   * @throws SupportbotError `embedding-mismatch` (run `supportbot sync --reembed`).
+   */
+  async search(
+    query: string,
+    options: { k: number; filter?: SearchFilter; mode?: RetrievalSettings['mode'] },
+  ): Promise<{ hits: SearchHit[]; mode: string }> {
+    return retrieve(query, {
+      store: this.knowledge,
+      topK: options.k,
+      filter: this.scopeFilter(options.filter),
+      ...(await this.retrievalOptions(options.mode)),
+    });
+  }
+
+  /**
+   * Whether vector search can be used: an embedder is configured and the store's vectors come
+   * from it. False while the store has no vectors yet (BM25 until a sync embeds them).
+   * @throws SupportbotError `embedding-mismatch` when the vectors come from another model (the
+   *   message says to run `supportbot sync --reembed`).
+   */
+  async vectorsReady(): Promise<boolean> {
+    if (!this.embedder || !this.knowledge.embeddingInfo) return false;
+    return checkEmbeddingInfo(await this.knowledge.embeddingInfo(), this.embedder) === 'ready';
+  }
+
+  /** One line naming the retrieval path, for `status`. */
+  async describeRetrieval(): Promise<string> {
+    if (!this.embedder) return 'BM25 (SQLite FTS5); no embedding model configured';
+    const rerank = this.reranker ? `, reranked by ${this.reranker.id}` : '';
+    let vectors: string;
+    try {
+      vectors = (await this.vectorsReady())
+        ? 'vectors ready'
+        : 'no vectors yet: BM25 until `supportbot sync`';
+    } catch (err) {
+      vectors = (err as Error).message;
+    }
+    const mode = this.config.retrieval.mode ?? 'hybrid';
+    const fusion =
+      mode === 'hybrid' ? ` (${this.config.retrieval.fusion}, alpha ${this.config.retrieval.alpha})` : '';
+    return `${mode}${fusion} with ${this.embedder.id}${rerank}; ${vectors}`;
   }
 
   /** One line naming the generator and its default adapter, for `status` and start-up. */
@@ -197,7 +288,7 @@ export class Runtime {
       dataDir: this.config.dataDir,
       knowledgeStore: this.knowledge.id,
       stateStore: this.state.id,
-      retrieval: 'BM25 (SQLite FTS5); no embedding model configured',
+      retrieval: await this.describeRetrieval(),
       generator: this.describeGenerator(),
       tokenizer: this.tokenizer.id,
       sources: this.config.sources.map((s) => ({
@@ -239,6 +330,8 @@ export class Runtime {
 
   async close(): Promise<void> {
     await this.generator?.dispose?.();
+    await this.embedder?.close();
+    await this.reranker?.close();
     await this.knowledge.close();
     await this.state.close();
   }

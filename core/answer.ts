@@ -1,8 +1,11 @@
+import type { Embedder } from './embedder.ts';
 import { wantsHuman } from './escalation.ts';
 import type { GenerateRequest, GenerateResult, Generator } from './generator.ts';
 import { ExtractiveGenerator } from './generators/extractive.ts';
 import type { KnowledgeStore } from './knowledge-store.ts';
 import { CITATION_MARKER, mapOutsideCode, parseEscalation } from './reply-contract.ts';
+import type { Reranker } from './reranker.ts';
+import { type RetrievalSettings, retrieve } from './retrieve.ts';
 import { contentTerms, termSet } from './text.ts';
 import type { AnswerResult, Citation, SearchFilter, SearchHit, Turn } from './types.ts';
 
@@ -27,6 +30,16 @@ export interface AnswerOptions {
   adapter?: string | null;
   /** Receives reply text as the LLM streams it (not called for extractive or fallback replies). */
   onToken?: (text: string) => void;
+  /**
+   * Query embedder for vector/hybrid retrieval (`core/embedder.ts`); without it retrieval is BM25.
+   * When embedding the question fails (a model server down), retrieval falls back to BM25 and
+   * `retrievalMode` says so.
+   */
+  embedder?: Embedder;
+  /** Cross-encoder that reorders `retrieval.candidates` fused hits down to `topK`. */
+  reranker?: Reranker;
+  /** Hybrid settings (see `HybridSearchOptions`); `mode` defaults to `hybrid` with an embedder. */
+  retrieval?: RetrievalSettings;
 }
 
 export const ABSTAIN_TEXT =
@@ -92,8 +105,10 @@ export function retrievalQuery(question: string, history: Turn[] = []): string {
 export async function answer(question: string, options: AnswerOptions): Promise<AnswerResult> {
   const started = performance.now();
   const history = options.history ?? [];
+  let retrievalMode = 'bm25';
   const search = async (query: string) => {
-    const hits = await options.store.search(query, { k: options.topK, filter: options.filter });
+    const { hits, mode } = await retrieve(query, options);
+    retrievalMode = mode;
     return { hits, confidence: await retrievalConfidence(options.store, query, hits) };
   };
   let { hits: retrieved, confidence } = await search(question);
@@ -103,7 +118,7 @@ export async function answer(question: string, options: AnswerOptions): Promise<
     if (followUp.confidence > confidence) ({ hits: retrieved, confidence } = followUp);
   }
   const generator = options.generator ?? new ExtractiveGenerator();
-  const base = { retrieved, confidence, generator: generator.id };
+  const base = { retrieved, confidence, generator: generator.id, retrievalMode };
   const extra: Pick<AnswerResult, 'adapter' | 'model' | 'fallback' | 'invalidCitations'> = {};
   const done = (
     r: Omit<AnswerResult, 'latencyMs' | 'retrieved' | 'confidence' | 'generator'>,

@@ -147,6 +147,11 @@ export interface AnswerResult {
   /** Citation markers the model wrote that referred to no supplied chunk and were removed. */
   invalidCitations?: number;
   latencyMs: number;
+  /**
+   * How chunks were retrieved: `bm25`, `hybrid`, `vector`, with ` + rerank` when a cross-encoder
+   * reordered them, or `bm25 (embedder unavailable: …)` after a failed query embedding.
+   */
+  retrievalMode?: string;
 }
 
 /** A person's rating of one answer; one value per (answer, user), changeable and retractable. */

@@ -35,6 +35,9 @@ export function answerJson(question: string, r: AnswerResult) {
     escalationReason: r.escalationReason ?? null,
     confidence: Number(r.confidence.toFixed(4)),
     generator: r.generator,
+    adapter: r.adapter ?? null,
+    fallback: r.fallback ?? null,
+    retrievalMode: r.retrievalMode ?? 'bm25',
     latencyMs: Math.round(r.latencyMs * 10) / 10,
     retrieved: r.retrieved.map(hitJson),
   };
@@ -103,10 +106,15 @@ export async function main(argv: string[]): Promise<number> {
     .description('sync help-center sources into the knowledge store (incremental)')
     .argument('[sources...]', 'source names (default: all configured)')
     .option('--force', 're-chunk every article even when unchanged')
+    .option('--reembed', 're-embed every chunk after the embedding model changed (no re-chunking)')
     .option('--json', 'print the summaries as JSON')
-    .action(async (names: string[], opts: { force?: boolean; json?: boolean }) => {
+    .action(async (names: string[], opts: { force?: boolean; reembed?: boolean; json?: boolean }) => {
       const rt = await open(globals());
-      const summaries = await rt.sync(names, { force: opts.force, onProgress: syncProgressReporter() });
+      const summaries = await rt.sync(names, {
+        force: opts.force,
+        reembed: opts.reembed,
+        onProgress: syncProgressReporter(),
+      });
       if (opts.json) process.stdout.write(`${JSON.stringify(summaries, null, 2)}\n`);
       else printSummaries(summaries);
       // A full sync also forgets sources removed from the config; a named one touches only those.
@@ -122,36 +130,50 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('search')
-    .description('search the knowledge store (BM25) and print the top chunks')
+    .description(
+      'search the knowledge store as answers do (BM25, or hybrid with an embedding model) and print the top chunks',
+    )
     .argument('<query...>', 'search text')
     .addOption(new Option('-k, --top-k <n>', 'number of results').default(5).argParser(positiveInt))
     .option('--source <name>', 'only this source (repeat for more)', (v: string, acc: string[] = []) => [
       ...acc,
       v,
     ])
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'retrieval mode (default: hybrid with an embedding model, else bm25)',
+      ).choices(['bm25', 'vector', 'hybrid']),
+    )
     .option('--json', 'machine-readable output')
-    .action(async (words: string[], opts: { topK: number; source?: string[]; json?: boolean }) => {
-      const rt = await open(globals());
-      await ensureSynced(rt);
-      const query = words.join(' ');
-      rt.checkSourceNames(opts.source ?? []);
-      const hits = await rt.knowledge.search(query, {
-        k: opts.topK,
-        filter: rt.scopeFilter({ sources: opts.source }),
-      });
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ query, hits: hits.map(hitJson) }, null, 2)}\n`);
-        return;
-      }
-      if (hits.length === 0) process.stdout.write('No results.\n');
-      for (const h of hits) {
-        const where = [h.chunk.title, ...h.chunk.headingPath].join(' › ');
-        const snippet = h.chunk.text.replace(/\s+/g, ' ').slice(0, 160);
-        process.stdout.write(
-          `${h.rank}. ${where}  (${h.score.toFixed(2)})\n   ${h.chunk.url ?? h.chunk.sourcePath}\n   ${snippet}\n`,
-        );
-      }
-    });
+    .action(
+      async (
+        words: string[],
+        opts: { topK: number; source?: string[]; mode?: 'bm25' | 'vector' | 'hybrid'; json?: boolean },
+      ) => {
+        const rt = await open(globals());
+        await ensureSynced(rt);
+        const query = words.join(' ');
+        rt.checkSourceNames(opts.source ?? []);
+        const { hits, mode } = await rt.search(query, {
+          k: opts.topK,
+          filter: { sources: opts.source },
+          mode: opts.mode,
+        });
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify({ query, mode, hits: hits.map(hitJson) }, null, 2)}\n`);
+          return;
+        }
+        if (hits.length === 0) process.stdout.write('No results.\n');
+        for (const h of hits) {
+          const where = [h.chunk.title, ...h.chunk.headingPath].join(' › ');
+          const snippet = h.chunk.text.replace(/\s+/g, ' ').slice(0, 160);
+          process.stdout.write(
+            `${h.rank}. ${where}  (${h.score.toFixed(2)})\n   ${h.chunk.url ?? h.chunk.sourcePath}\n   ${snippet}\n`,
+          );
+        }
+      },
+    );
 
   program
     .command('ask')
