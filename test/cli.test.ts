@@ -43,12 +43,18 @@ describe('supportbot CLI on embedded defaults', () => {
         'escalationReason',
         'confidence',
         'generator',
+        'adapter',
+        'fallback',
+        'retrievalMode',
         'latencyMs',
         'retrieved',
       ].sort(),
     );
     expect(out).toMatchObject({
       question: 'How do I reset my password?',
+      adapter: null,
+      fallback: null,
+      retrievalMode: 'bm25',
       abstained: false,
       escalated: false,
       generator: 'extractive',
