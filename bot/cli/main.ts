@@ -213,6 +213,9 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       await ensureSynced(rt);
+      process.stderr.write(
+        `retrieval: ${await rt.describeRetrieval()}\ngenerator: ${rt.describeGenerator()}\n`,
+      );
       const bot = await startBot(rt);
       const names = Object.entries(platforms)
         .filter(([, on]) => on)
