@@ -2,7 +2,8 @@
  * `npm run bench`: (1) for each real help center in ../shared/data, sync throughput, query
  * latency, peak RSS and top-1/top-5 hit rate of supportbot next to its peers, each cell in its
  * own process; (2) the Slack HTTP path under load (`bench/chat-slack.ts`); (3) BM25 vs vector vs
- * hybrid in the SQLite store (`bench/vector.ts`). Each part prints its table and the machine.
+ * hybrid in the SQLite store (`bench/vector.ts`); (4) llama-cpp generation with LoRA adapters next to the
+ * extractive generator (`bench/generate.ts`). Each part prints its table and the machine.
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -16,7 +17,7 @@ else
   console.log(
     '../shared/data/helpcenters not found: skipping the retrieval bench (it reads the staged real help centers in place).',
   );
-for (const part of ['chat-slack.ts', 'vector.ts']) {
+for (const part of ['chat-slack.ts', 'vector.ts', 'generate.ts']) {
   console.log(`\n== bench/${part}`);
   execFileSync(tsx, [path.join(PACKAGE_ROOT, 'bench', part)], { stdio: 'inherit' });
 }
