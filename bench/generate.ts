@@ -41,10 +41,16 @@ const requestsFor = async (): Promise<GenerateRequest[]> =>
     }),
   );
 
-const modelPath = await writeTinyLlama(dir, { file: 'base.gguf' });
+// BENCH_GGUF (+ BENCH_LORA_A / BENCH_LORA_B) measure a real model and adapters instead.
 const targets = ['blk.0.attn_q.weight', 'blk.0.attn_v.weight', 'blk.1.attn_q.weight', 'blk.1.attn_v.weight'];
-const loraA = await writeTinyLora(dir, 'a.gguf', { pairs: randomLoraPairs(1, targets) });
-const loraB = await writeTinyLora(dir, 'b.gguf', { pairs: randomLoraPairs(2, targets) });
+const modelPath = process.env.BENCH_GGUF ?? (await writeTinyLlama(dir, { file: 'base.gguf' }));
+const loraA =
+  process.env.BENCH_LORA_A ?? (await writeTinyLora(dir, 'a.gguf', { pairs: randomLoraPairs(1, targets) }));
+const loraB =
+  process.env.BENCH_LORA_B ?? (await writeTinyLora(dir, 'b.gguf', { pairs: randomLoraPairs(2, targets) }));
+const modelName = process.env.BENCH_GGUF
+  ? path.basename(process.env.BENCH_GGUF)
+  : 'tiny random Llama GGUF (2 layers, 64 dims)';
 // One thread: on small CPUs node-llama-cpp's default thread count is many times slower (see
 // ../shared/notes/dependencies.md); BENCH_THREADS overrides.
 const threads = Number(process.env.BENCH_THREADS ?? 1);
@@ -116,7 +122,7 @@ rmSync(dir, { recursive: true, force: true });
 
 const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
 console.log(
-  `machine: ${cpu}, ${os.cpus().length} cores, node ${process.version}; ${requests} requests per row, tiny random Llama GGUF (2 layers, 64 dims), ${threads} threads`,
+  `machine: ${cpu}, ${os.cpus().length} cores, node ${process.version}; ${requests} requests per row, ${modelName}, ${threads} threads`,
 );
 console.log(
   `model load ${loadMs.toFixed(0)} ms; first request per adapter (creates its context): base ${firstUse.base?.toFixed(0)} ms, a ${firstUse.a?.toFixed(0)} ms, b ${firstUse.b?.toFixed(0)} ms\n`,
