@@ -18,6 +18,19 @@ export interface EmbeddingInfo {
 }
 
 /**
+ * One article as a store holds it, for copying between stores (`supportbot migrate`).
+ * `article.body` is `''`: stores keep chunks, not bodies. `vectors[i]` is the vector of
+ * `chunks[i]`, or `null` when that chunk has none; absent when the store keeps no vectors.
+ */
+export interface ExportedArticle {
+  article: Article;
+  contentHash: string;
+  /** In index order. */
+  chunks: Chunk[];
+  vectors?: (Float32Array | null)[];
+}
+
+/**
  * Search options with the retrieval mode. `SearchOptions.vector` is the query embedding (made by
  * the same `Embedder` as the stored vectors, unit length).
  *
@@ -103,6 +116,12 @@ export interface KnowledgeStore {
    * number of chunks. Stores that cannot tell leave it out and callers weigh terms equally.
    */
   documentFrequencies?(terms: string[]): Promise<{ documents: number; df: Record<string, number> }>;
+
+  /**
+   * Optional: every article with its content hash, chunks and vectors, ordered by source then
+   * article id, for copying a store without re-chunking or re-embedding (`bot/migrate.ts`).
+   */
+  exportArticles?(): AsyncIterable<ExportedArticle>;
 
   /** Counts for `status`. */
   stats(): Promise<{ articles: number; chunks: number; sources: Record<string, number> }>;

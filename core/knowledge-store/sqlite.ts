@@ -3,7 +3,13 @@ import * as sqliteVec from 'sqlite-vec';
 import { embeddingMismatch } from '../embedder.ts';
 import { SupportbotError } from '../errors.ts';
 import { hybridWeights, type Ranked, reciprocalRankFusion, relativeScoreFusion } from '../fusion.ts';
-import type { ArticleHash, EmbeddingInfo, HybridSearchOptions, KnowledgeStore } from '../knowledge-store.ts';
+import type {
+  ArticleHash,
+  EmbeddingInfo,
+  ExportedArticle,
+  HybridSearchOptions,
+  KnowledgeStore,
+} from '../knowledge-store.ts';
 import { type Migration, openSqliteDatabase, runMigrations } from '../sqlite.ts';
 import type { Article, Chunk, SearchFilter, SearchHit, StoredChunk } from '../types.ts';
 
@@ -652,6 +658,77 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     }
     // `sources` counts articles per source.
     return { articles, chunks, sources };
+  }
+
+  /**
+   * Every article with its content hash, chunks (index order) and vectors (`null` for a chunk
+   * without one; absent while no embedding model is set), ordered by source then id. Reads one
+   * article at a time, so a large store is not loaded at once; each article is read in its own
+   * transaction (a concurrent sync may change articles not yet read).
+   */
+  async *exportArticles(): AsyncGenerator<ExportedArticle> {
+    const db = this.#open();
+    const keys = db.prepare('SELECT source, id FROM articles ORDER BY source, id').all() as {
+      source: string;
+      id: string;
+    }[];
+    const articleRow = db.prepare('SELECT * FROM articles WHERE source = ? AND id = ?');
+    const chunkRows = db.prepare(`${HYDRATE_SELECT} WHERE c.source = ? AND c.article_id = ? ORDER BY c.idx`);
+    for (const key of keys) {
+      this.#loadEmbeddingInfo();
+      const vec = this.#vec;
+      const vectorOf = vec
+        ? db.prepare(`SELECT embedding FROM ${VECTOR_TABLE} WHERE pk = ?`).pluck()
+        : null;
+      const read = db.transaction(() => {
+        const a = articleRow.get(key.source, key.id) as
+          | {
+              source: string;
+              id: string;
+              title: string;
+              url: string | null;
+              source_path: string;
+              updated_at: string;
+              tags: string;
+              access_groups: string;
+              locale: string;
+              content_hash: string;
+            }
+          | undefined;
+        if (!a) return null;
+        const rows = chunkRows.all(key.source, key.id) as ChunkRow[];
+        const exported: ExportedArticle = {
+          article: {
+            id: a.id,
+            source: a.source,
+            title: a.title,
+            url: a.url,
+            sourcePath: a.source_path,
+            body: '',
+            updatedAt: a.updated_at,
+            tags: JSON.parse(a.tags) as string[],
+            accessGroups: JSON.parse(a.access_groups) as string[],
+            locale: a.locale,
+          },
+          contentHash: a.content_hash,
+          chunks: rows.map((row) => {
+            const { title, url, sourcePath, tags, accessGroups, locale, updatedAt, ...chunk } = toStoredChunk(row);
+            return chunk;
+          }),
+        };
+        if (vectorOf) {
+          exported.vectors = rows.map((row) => {
+            const blob = vectorOf.get(BigInt(row.pk)) as Buffer | undefined;
+            return blob
+              ? new Float32Array(blob.buffer.slice(blob.byteOffset, blob.byteOffset + blob.byteLength))
+              : null;
+          });
+        }
+        return exported;
+      });
+      const exported = read();
+      if (exported) yield exported;
+    }
   }
 
   async close(): Promise<void> {
