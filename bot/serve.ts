@@ -9,9 +9,9 @@ import type { App } from '@slack/bolt';
 import type { Config } from '../core/config.ts';
 import type { SupportCommandDeps } from './commands/support-command.ts';
 import { formatAnswer } from './console/format.ts';
-import { createDiscordBot, type DiscordSettings } from './discord/app.ts';
 import { resolveEscalationTarget } from './conversation/escalation-routing.ts';
-import { ConversationHandler, type ConversationLimits } from './conversation/handler.ts';
+import { ConversationHandler, type ConversationLimits, RATE_LIMITED_TEXT } from './conversation/handler.ts';
+import { createDiscordBot, type DiscordSettings } from './discord/app.ts';
 import type { Runtime } from './runtime.ts';
 import { createSlackBot, type SlackSettings } from './slack/app.ts';
 
@@ -43,7 +43,12 @@ export function createBotServices(rt: Runtime): {
 } {
   const { config } = rt;
   const handler = new ConversationHandler({
-    answer: (question, history, signal) => rt.ask(question, { history, signal }),
+    answer: (question, history, signal, message) =>
+      rt.ask(question, {
+        history,
+        signal,
+        scope: { platform: message.platform, workspace: message.workspaceId, channel: message.channelId },
+      }),
     state: rt.state,
     log: rt.log,
     limits: handlerLimits(config),
@@ -58,7 +63,17 @@ export function createBotServices(rt: Runtime): {
     sync: (names) => rt.sync(names),
     sourceNames: () => rt.sources.map((s) => s.name),
     status: async () => formatStatusText(await rt.status()),
-    ask: async (question) => formatAnswer(await rt.ask(question)),
+    // The same per-user rate limit and answer timeout as mentions.
+    ask: async (question, userId) => {
+      const limits = handler.limits;
+      const token = await rt.state.takeRateToken(
+        `rate:command:${userId}`,
+        limits.perUser,
+        limits.rateWindowMs,
+      );
+      if (!token.allowed) return RATE_LIMITED_TEXT(Math.max(1, Math.ceil(token.retryAfterMs / 1000)));
+      return formatAnswer(await rt.ask(question, { signal: AbortSignal.timeout(limits.answerTimeoutMs) }));
+    },
   };
   return { handler, commands };
 }
@@ -161,7 +176,9 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
   let slack: App | null = null;
   let healthServer: Server | null = null;
   let port = config.server.port;
-  const stops: ((graceMs: number) => Promise<void>)[] = [];
+  let stopSlack: (() => Promise<void>) | null = null;
+  let stopDiscord: ((graceMs: number) => Promise<void>) | null = null;
+  let stopHealth: (() => Promise<void>) | null = null;
   try {
     if (platforms.slack) {
       const settings = slackSettings(config);
@@ -177,10 +194,10 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       }
       running.slack = 'running';
       const app = slack;
-      stops.push(async () => {
+      stopSlack = async () => {
         await app.stop();
         running.slack = 'stopped';
-      });
+      };
       log.info({ mode: settings.appToken ? 'socket' : 'http', port }, 'slack started');
     }
     if (platforms.discord) {
@@ -189,10 +206,10 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       running.discord = 'running';
       // discord.js forgets its token when the gateway closes, so the Discord transport finishes its
       // own in-flight replies before it closes.
-      stops.push(async (graceMs) => {
+      stopDiscord = async (graceMs) => {
         await discord.stop({ drainTimeoutMs: graceMs });
         running.discord = 'stopped';
-      });
+      };
       log.info('discord started');
     }
     if (!platforms.slack || config.slack.appToken) {
@@ -204,30 +221,45 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
         }
       });
       const server = healthServer;
-      // Socket Mode's own HTTP server (Bolt) may hold the port; health then moves to the next free one.
+      // Socket Mode opens no HTTP server of Bolt's (no custom routes are passed), so PORT is free.
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(platforms.slack ? 0 : port, '0.0.0.0', () => resolve());
+        server.listen(port, '0.0.0.0', () => resolve());
       });
       port = (server.address() as AddressInfo).port;
-      stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      stopHealth = () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
     }
   } catch (err) {
-    for (const stop of stops.reverse()) await stop(0).catch(() => {});
+    const discordStop = stopDiscord as ((graceMs: number) => Promise<void>) | null;
+    const undo: ((() => Promise<void>) | null)[] = [
+      stopHealth,
+      discordStop && (() => discordStop(0)),
+      stopSlack,
+    ];
+    for (const stop of undo) await stop?.().catch(() => {});
     throw err;
   }
   return {
     port,
     platforms,
     async stop(graceMs = handler.limits.answerTimeoutMs + 5000) {
-      // Stop taking questions first (new events are left for another replica or the platform's
-      // re-delivery), close the receivers, then let the answers being generated finish and post
-      // (replies go out through the Web API / REST, not the receivers).
+      const deadline = Date.now() + graceMs;
+      const left = () => Math.max(0, deadline - Date.now());
+      const warn = (err: unknown) => log.warn({ err }, 'stop failed');
+      // 1. Slack's receiver closes first: Bolt acks an event before any listener runs, so an
+      //    event acked now must still be answered; once closed, Slack re-delivers elsewhere.
+      await stopSlack?.().catch(warn);
+      // 2. No new questions from the gateway (another replica's session gets the same events).
       handler.close();
-      // In start order: Slack's receiver closes first, so an event is never acked by a replica that will
-      // not answer it (Slack re-delivers to another); health goes last.
-      for (const stop of stops) await stop(graceMs).catch((err) => log.warn({ err }, 'stop failed'));
-      await Promise.race([handler.drain(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      // 3. Discord finishes its own replies before its gateway closes (discord.js drops its token then).
+      await stopDiscord?.(left()).catch(warn);
+      // 4. Answers still being generated finish and post (replies go out through the Web API).
+      await Promise.race([handler.drain(), new Promise((r) => setTimeout(r, left()).unref())]);
+      await stopHealth?.().catch(warn);
     },
   };
 }

@@ -118,6 +118,14 @@ export interface StateStore {
    */
   setRating(answerId: string, userId: string, value: RatingValue | null): Promise<RatingValue | null>;
 
+  /**
+   * Retracts `userId`'s rating only when it is currently `expected` (compare-and-delete, atomic
+   * across processes): a removed 👍 reaction must not erase a 👎 the same user set meanwhile,
+   * whatever order replicas handle the two events in.
+   * @returns true when a rating was removed. Unknown answers and other values: false.
+   */
+  clearRatingIf(answerId: string, userId: string, expected: RatingValue): Promise<boolean>;
+
   /** Current 👍/👎 counts of an answer (one consistent snapshot); `{up: 0, down: 0}` for an unknown answer. */
   ratingSummary(answerId: string): Promise<RatingSummary>;
 
@@ -164,8 +172,11 @@ export interface StateStore {
    * Claims `key` for `ttlMs`: `true` for exactly one caller per key until the claim expires,
    * across all processes sharing the store; `false` for every other caller meanwhile. After
    * expiry the next caller gets `true` again. Semantics of `SET key 1 NX PX ttlMs`
-   * (https://redis.io/docs/latest/commands/set/). Used to answer each platform event once
-   * (key: Slack `event_id`, Discord message id).
+   * (https://redis.io/docs/latest/commands/set/). Used to answer each platform message once
+   * (key `msg:<platform>:<messageKey>`: Slack `channel:ts`, shared by a post's `app_mention` and
+   * `message` events and their retries; Discord message id) and each Discord interaction once.
+   * Delivery is at most once: a claim whose reply is lost (a Redis timeout after `SET` succeeded)
+   * leaves the message unanswered rather than answered twice.
    *
    * @throws SupportbotError `invalid-argument` when `ttlMs` is not a positive safe integer.
    */

@@ -3,8 +3,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConversationHandler } from '../bot/conversation/handler.ts';
+import {
+  ConversationHandler,
+  ESCALATION_FAILED_TEXT,
+  escalationText,
+  HUMAN_COMING_TEXT,
+  NO_ESCALATION_TARGET_TEXT,
+} from '../bot/conversation/handler.ts';
 import type { IncomingMessage, ReplyChannel } from '../bot/conversation/types.ts';
+import { ESCALATE_TEXT } from '../core/answer.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import type { Turn } from '../core/types.ts';
 import { makeAnswerResult } from './helpers/answer-result.ts';
@@ -163,6 +170,76 @@ describe('ConversationHandler', () => {
     expect(answerId).not.toBeNull();
     expect((await stateA.getAnswer(answerId as string))?.messageKeys).toEqual(['C1:first.0']);
     expect(await stateA.ratingSummary(answerId as string)).toMatchObject({ up: 1, down: 0 });
+  });
+
+  it('drain() waits for a message claimed just before close(), so a claimed message is never dropped', async () => {
+    let releaseClaim: () => void = () => {};
+    const claimGate = new Promise<void>((r) => {
+      releaseClaim = r;
+    });
+    // A state store whose claim is slow (a remote Redis): the message is between "claimed" and "answering".
+    const slowState = new Proxy(stateA, {
+      get(target, prop) {
+        if (prop === 'claimEvent') {
+          return async (key: string, ttl: number) => {
+            const first = await target.claimEvent(key, ttl);
+            await claimGate;
+            return first;
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const h = make(slowState);
+    const { posts, channel } = recorder();
+    const handled = h.handleMessage(msg(), channel);
+    h.close();
+    let drained = false;
+    const drain = h.drain().then(() => {
+      drained = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(drained).toBe(false);
+    releaseClaim();
+    await drain;
+    expect(posts.filter((p) => p.kind === 'answer')).toHaveLength(1);
+    expect((await handled).kind).toBe('answered');
+    // After close(), new messages are not claimed, so another replica can answer them.
+    expect(await h.handleMessage(msg({ messageKey: 'C1:200.0' }), channel)).toEqual({
+      kind: 'ignored',
+      reason: 'shutting down',
+    });
+    expect(await stateA.claimEvent('msg:slack:C1:200.0', 1000)).toBe(true);
+  });
+
+  it('escalation: the asker is told what happens next, never promised a person nobody was asked for', async () => {
+    expect(escalationText(ESCALATE_TEXT, true)).toBe(ESCALATE_TEXT);
+    expect(escalationText(ESCALATE_TEXT, false)).toBe(NO_ESCALATION_TARGET_TEXT);
+    expect(escalationText('Refunds need a person.', true)).toBe(
+      `Refunds need a person.\n\n${HUMAN_COMING_TEXT}`,
+    );
+    expect(escalationText('Refunds need a person.', false)).toBe(
+      `Refunds need a person.\n\n${NO_ESCALATION_TARGET_TEXT}`,
+    );
+    // A model escalation (its own text, not ESCALATE_TEXT) gets the notice; a failing notice
+    // leaves the answer answered and tells the asker to reach out.
+    const escalated = async () =>
+      result('Refunds over $500 need a person.', { escalated: true, escalationReason: 'refund' });
+    const h = make(stateA, escalated);
+    const { posts, channel } = recorder();
+    const failingNotice: ReplyChannel = {
+      ...channel,
+      async notifyEscalation() {
+        throw new Error('not_in_channel');
+      },
+    };
+    const outcome = await h.handleMessage(msg(), failingNotice);
+    expect(outcome).toMatchObject({ kind: 'answered', escalated: true });
+    expect(posts.map((p) => p.text)).toEqual([
+      `Refunds over $500 need a person.\n\n${HUMAN_COMING_TEXT}`,
+      ESCALATION_FAILED_TEXT,
+    ]);
   });
 
   it('rate-limits a user politely and times out slow answers', async () => {

@@ -1,12 +1,14 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Runtime } from '../bot/runtime.ts';
 import { configuredPlatforms, startBot } from '../bot/serve.ts';
 import { loadConfig, PACKAGE_ROOT } from '../core/config.ts';
-import { FakeSlackApi } from './fakes/slack-api.ts';
+import { ExtractiveGenerator } from '../core/generators/extractive.ts';
+import { FakeSlackApi, SlackDeliverer } from './fakes/slack-api.ts';
 
 const BIN = path.join(PACKAGE_ROOT, 'bin', 'supportbot.mjs');
 const SLACK_ENV = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: 'test-secret' };
@@ -54,6 +56,67 @@ describe('serve', () => {
     }
     await expect(fetch(`http://127.0.0.1:${bot.port}/healthz`)).rejects.toThrow();
   });
+
+  it('stop() answers an event that was acked just before it, before returning', async () => {
+    const rt = await Runtime.open(loadConfig({ cwd: tmp, env: { ...slackEnv(), PORT: '0' } }));
+    await rt.sync();
+    // A slow generator (1.5 s) so the answer is still being generated when stop() starts.
+    const extractive = new ExtractiveGenerator();
+    rt.generator = {
+      id: 'slow-extractive',
+      async generate(request) {
+        await new Promise((r) => setTimeout(r, 1500));
+        return extractive.generate(request);
+      },
+    };
+    const bot = await startBot(rt);
+    try {
+      const slack = new SlackDeliverer(
+        `http://127.0.0.1:${bot.port}/slack/events`,
+        SLACK_ENV.SLACK_SIGNING_SECRET,
+        slackApi.teamId,
+      );
+      const ack = await slack.event(
+        slack.envelope({
+          type: 'app_mention',
+          user: 'U-ASKER',
+          text: `<@${slackApi.botUserId}> How do I reset my password?`,
+          ts: '1700000000.000200',
+          channel: 'C-SUPPORT',
+          event_ts: '1700000000.000200',
+        }),
+      );
+      expect(ack.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(slackApi.messages).toHaveLength(0);
+    } finally {
+      await bot.stop(10_000);
+    }
+    const replies = slackApi.messages.filter((m) => m.threadTs === '1700000000.000200');
+    expect(replies.length).toBeGreaterThan(0);
+    expect((await rt.state.listAnswers())[0]?.messageKeys?.length).toBeGreaterThan(0);
+    await rt.close();
+  }, 60_000);
+
+  it('in Socket Mode, /healthz listens on PORT', async () => {
+    const port = await freePort();
+    await slackApi.close();
+    slackApi = await FakeSlackApi.start({ botToken: SLACK_ENV.SLACK_BOT_TOKEN, appToken: 'xapp-test' });
+    const rt = await Runtime.open(
+      loadConfig({ cwd: tmp, env: { ...slackEnv(), SLACK_APP_TOKEN: 'xapp-test', PORT: String(port) } }),
+    );
+    await rt.sync();
+    const bot = await startBot(rt);
+    try {
+      expect(bot.port).toBe(port);
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ platforms: { slack: 'running' } });
+    } finally {
+      await bot.stop(1000);
+      await rt.close();
+    }
+  }, 60_000);
 
   it('a wrong Slack token or an unreachable Slack stops start-up with one clear error, leaving nothing running', async () => {
     const wrong = await Runtime.open(
@@ -117,3 +180,15 @@ describe('Runtime.open', () => {
     }
   });
 });
+
+/** A TCP port that was free a moment ago. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ESCALATE_TEXT } from '../../core/answer.ts';
 import type { StateStore } from '../../core/state-store.ts';
 import type { AnswerResult, Turn } from '../../core/types.ts';
 import type { EscalationTarget, HandleOutcome, IncomingMessage, Platform, ReplyChannel } from './types.ts';
@@ -32,7 +33,13 @@ export const DEFAULT_LIMITS: ConversationLimits = {
 
 export interface ConversationHandlerOptions {
   /** `core.answer()` bound to the runtime's stores and settings. */
-  answer: (question: string, history: Turn[], signal: AbortSignal) => Promise<AnswerResult>;
+  answer: (
+    question: string,
+    history: Turn[],
+    signal: AbortSignal,
+    /** The incoming message, for per-workspace/channel routing (LoRA adapter) and filters. */
+    message: IncomingMessage,
+  ) => Promise<AnswerResult>;
   state: StateStore;
   log: Logger;
   limits?: Partial<ConversationLimits>;
@@ -65,6 +72,23 @@ export const TOO_LONG_TEXT = (max: number) =>
  * the previous answer for 👎-then-wrote escalation and transports find who asked in a thread.
  */
 export const threadAnswerKey = (threadKey: string): string => `thread:${threadKey}`;
+
+/** Told when a person is needed but no escalation target is configured for the channel. */
+export const NO_ESCALATION_TARGET_TEXT =
+  'A person should look at this, but I have no support channel to notify here — please contact the support team directly.';
+/** Told when the escalation notice could not be posted. */
+export const ESCALATION_FAILED_TEXT =
+  "I couldn't reach the support team automatically — please contact them directly.";
+
+/**
+ * The asker-facing text of an escalated answer: it always ends by saying what happens next, and
+ * never promises a person when nobody can be notified. `answer()`'s own escalation reply
+ * (`ESCALATE_TEXT`) already promises one, so it is kept or replaced rather than repeated.
+ */
+export function escalationText(text: string, hasTarget: boolean): string {
+  if (text === ESCALATE_TEXT) return hasTarget ? text : NO_ESCALATION_TARGET_TEXT;
+  return `${text}\n\n${hasTarget ? HUMAN_COMING_TEXT : NO_ESCALATION_TARGET_TEXT}`;
+}
 
 export const HUMAN_COMING_TEXT = "I've asked someone from the support team to join this thread.";
 
@@ -104,6 +128,9 @@ export class ConversationHandler {
     if (!text) return { kind: 'ignored', reason: 'empty message' };
     // Not claimed: a replica that keeps running answers the platform's re-delivery instead.
     if (this.#closed) return { kind: 'ignored', reason: 'shutting down' };
+    // Counted from here, before the first await: once a message is claimed, drain() waits for it
+    // (a claim lasts the dedup TTL, so a claimed message dropped at shutdown is never answered).
+    this.#inFlight++;
     try {
       const first = await state.claimEvent(
         `msg:${message.platform}:${message.messageKey}`,
@@ -123,17 +150,14 @@ export class ConversationHandler {
         await reply.postText(message, RATE_LIMITED_TEXT(Math.max(1, Math.ceil(token.retryAfterMs / 1000))));
         return { kind: 'rate-limited', retryAfterMs: token.retryAfterMs };
       }
-      this.#inFlight++;
-      try {
-        return await this.#answer(message, text, reply);
-      } finally {
-        this.#inFlight--;
-        if (this.#inFlight === 0) for (const resolve of this.#idle) resolve();
-      }
+      return await this.#answer(message, text, reply);
     } catch (err) {
       log.error({ err, messageKey: message.messageKey }, 'handling a message failed');
       await reply.postText(message, FAILED_TEXT).catch(() => {});
       return { kind: 'failed', error: (err as Error).message };
+    } finally {
+      this.#inFlight--;
+      if (this.#inFlight === 0) for (const resolve of this.#idle) resolve();
     }
   }
 
@@ -166,7 +190,7 @@ export class ConversationHandler {
     });
     const result = await Promise.race([
       // Inside a promise chain, so a synchronous throw still reaches the finally below.
-      Promise.resolve().then(() => this.options.answer(text, history, controller.signal)),
+      Promise.resolve().then(() => this.options.answer(text, history, controller.signal, message)),
       timeout,
     ]).finally(() => {
       clearTimeout(timer);
@@ -182,10 +206,8 @@ export class ConversationHandler {
     }
 
     const escalate = result.escalated || downvotedBefore;
-    const shown =
-      downvotedBefore && !result.escalated
-        ? { ...result, text: `${result.text}\n\n${HUMAN_COMING_TEXT}` }
-        : result;
+    const target = escalate ? this.options.escalationFor(message) : null;
+    const shown = escalate ? { ...result, text: escalationText(result.text, target !== null) } : result;
     const answerId = randomUUID();
     const { retrieved, ...rest } = shown;
     const record = {
@@ -218,16 +240,23 @@ export class ConversationHandler {
     await state.appendTurn(conversation, { role: 'assistant', text: shown.text }, this.limits.historyTurns);
 
     if (escalate) {
-      const target = this.options.escalationFor(message);
       const reason =
         result.escalationReason ??
         (downvotedBefore ? 'the asker rated the last answer 👎 and wrote again' : 'escalated');
-      if (target) await reply.notifyEscalation(target, message, reason);
-      else
+      if (target) {
+        // The answer is out; a failed notice must not turn it into "couldn't answer".
+        try {
+          await reply.notifyEscalation(target, message, reason);
+        } catch (err) {
+          log.error({ err, messageKey: message.messageKey, target }, 'escalation notice failed');
+          await reply.postText(message, ESCALATION_FAILED_TEXT).catch(() => {});
+        }
+      } else {
         log.warn(
           { messageKey: message.messageKey, reason },
           'escalation wanted but no escalation target is configured',
         );
+      }
     }
     return { kind: 'answered', answerId, escalated: escalate, abstained: result.abstained };
   }
@@ -243,11 +272,9 @@ export class ConversationHandler {
     const answerId = await this.options.state.answerForMessage(event.platform, event.messageKey);
     if (!answerId) return { kind: 'ignored' };
     if (event.value === null && event.onlyIfCurrent !== undefined) {
-      // Removing 👍 must not erase a 👎 the same user set afterwards (reactions arrive unordered).
-      const previous = await this.options.state.setRating(answerId, event.userId, null);
-      if (previous !== null && previous !== event.onlyIfCurrent) {
-        await this.options.state.setRating(answerId, event.userId, previous);
-      }
+      // Removing 👍 must not erase a 👎 the same user set meanwhile (reactions arrive unordered,
+      // possibly at two replicas): one compare-and-delete in the store.
+      await this.options.state.clearRatingIf(answerId, event.userId, event.onlyIfCurrent);
     } else {
       await this.options.state.setRating(answerId, event.userId, event.value);
     }

@@ -70,6 +70,10 @@ const SCRIPTS = {
     end
     if previous then return tonumber(previous) end
     return 0`),
+  /** Compare-and-HDEL of one rating. KEYS: ratings hash. ARGV: user, expected value. Returns 1 when removed. */
+  clearRatingIf: script(`
+    if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+    return 0`),
   /** Compare-and-PEXPIRE. KEYS: lock. ARGV: token, ttl ms. Returns 1 when renewed. */
   renewLock: script(`
     if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -186,6 +190,18 @@ export class RedisStateStore implements StateStore {
     return this.#run(async (redis) => {
       const json = await redis.get(this.#key('answer', id));
       return json === null ? null : (JSON.parse(json) as AnswerRecord);
+    });
+  }
+
+  async clearRatingIf(answerId: string, userId: string, expected: RatingValue): Promise<boolean> {
+    return this.#run(async () => {
+      checkRating(expected);
+      const removed = await this.#eval(
+        SCRIPTS.clearRatingIf,
+        [this.#key('ratings', answerId)],
+        [userId, String(expected)],
+      );
+      return removed === 1;
     });
   }
 

@@ -212,6 +212,13 @@ export class SqliteStateStore implements StateStore {
     return set.immediate();
   }
 
+  async clearRatingIf(answerId: string, userId: string, expected: RatingValue): Promise<boolean> {
+    this.#open();
+    checkRating(expected);
+    // One DELETE with the value in its WHERE: the compare and the delete are one statement.
+    return this.#stmts.clearRatingIf.run(answerId, userId, expected).changes > 0;
+  }
+
   async ratingSummary(answerId: string): Promise<RatingSummary> {
     this.#open();
     const row = this.#stmts.summary.get(answerId) as { up: number | null; down: number | null };
@@ -376,6 +383,7 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO ratings (answer_id, user_id, value, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (answer_id, user_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
     deleteRating: db.prepare('DELETE FROM ratings WHERE answer_id = ? AND user_id = ?'),
+    clearRatingIf: db.prepare('DELETE FROM ratings WHERE answer_id = ? AND user_id = ? AND value = ?'),
     summary: db.prepare(`
       SELECT SUM(value = 1) AS up, SUM(value = -1) AS down FROM ratings WHERE answer_id = ?`),
     listOldest: list('ASC'),

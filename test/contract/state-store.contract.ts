@@ -158,6 +158,27 @@ export function describeStateStoreContract(
         await store.saveAnswer(makeAnswer('a2'));
       });
 
+      it('clearRatingIf retracts only the expected value, atomically across instances', async () => {
+        await store.setRating('a1', 'u1', -1);
+        expect(await store.clearRatingIf('a1', 'u1', 1)).toBe(false);
+        expect(await store.ratingSummary('a1')).toEqual({ up: 0, down: 1 });
+        expect(await store.clearRatingIf('a1', 'u1', -1)).toBe(true);
+        expect(await store.ratingSummary('a1')).toEqual({ up: 0, down: 0 });
+        expect(await store.clearRatingIf('a1', 'u1', -1)).toBe(false);
+        expect(await store.clearRatingIf('missing', 'u1', 1)).toBe(false);
+        // "remove 👍" and "add 👎" from two replicas at once: whatever the order, 👎 survives.
+        const other = await sibling();
+        for (let i = 0; i < 20; i++) {
+          await store.setRating('a2', `u${i}`, 1);
+          await Promise.all([other.clearRatingIf('a2', `u${i}`, 1), store.setRating('a2', `u${i}`, -1)]);
+        }
+        const summary = await store.ratingSummary('a2');
+        // Each user ends with 👎 (clear ran first, then the set) or nothing only if the set ran
+        // first and the clear then found 👎 and left it: never 👍, and never a lost 👎.
+        expect(summary).toEqual({ up: 0, down: 20 });
+        await expect(store.clearRatingIf('a1', 'u1', 2 as never)).rejects.toThrow(/rating/);
+      });
+
       it('starts at zero', async () => {
         expect(await store.ratingSummary('a1')).toEqual({ up: 0, down: 0 });
         expect(await store.ratingSummary('unknown')).toEqual({ up: 0, down: 0 });
