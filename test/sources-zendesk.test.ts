@@ -6,10 +6,10 @@ import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { Article } from '../core/types.ts';
 import type { SourceItem } from '../sync/source.ts';
+import { parseRetryAfter } from '../sync/sources/http.ts';
 import { resolveSecret } from '../sync/sources/secrets.ts';
 import {
   createZendeskSource,
-  parseRetryAfter,
   type ZendeskSourceOptions,
   zendeskSourceSchema,
 } from '../sync/sources/zendesk.ts';

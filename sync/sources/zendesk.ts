@@ -43,6 +43,7 @@ import { htmlToBlocks } from '../normalize/html.ts';
 import { normalizeTree, stringifyMarkdown } from '../normalize/markdown.ts';
 import type { Source, SourceItem } from '../source.ts';
 import { cacheFile, readJsonCache, writeJsonCache } from './cache.ts';
+import { sleep as defaultSleep, parseRetryAfter, redactUrl } from './http.ts';
 import { resolveSecret } from './secrets.ts';
 
 /** A `type: zendesk` entry of `sources`. Secrets may be `${ENV}` references (`sync/sources/secrets.ts`). */
@@ -164,7 +165,7 @@ export function createZendeskSource(
 ): ZendeskSource {
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const sleep = options.sleep ?? defaultSleep;
   const origin = (config.baseUrl ?? `https://${config.subdomain}.zendesk.com`).replace(/\/+$/, '');
   const locales = config.locales.map((l) => l.toLowerCase());
   const snapshotFile = options.cacheDir ? cacheFile(options.cacheDir, config.name, 'zendesk') : null;
@@ -391,23 +392,6 @@ function arrayField<T>(page: unknown, field: string, url: string): T[] {
     );
   }
   return value as T[];
-}
-
-function redactUrl(url: string): string {
-  const u = new URL(url);
-  return `${u.origin}${u.pathname}`;
-}
-
-/**
- * Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 §10.2.3). Returns seconds
- * (≥ 0), or `null` when absent or unparsable.
- */
-export function parseRetryAfter(value: string | null, nowMs = Date.now()): number | null {
-  if (value === null || value.trim() === '') return null;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? null : Math.max(0, (date - nowMs) / 1000);
 }
 
 async function getJson(
