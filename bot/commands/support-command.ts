@@ -14,7 +14,7 @@ export const HELP_TEXT = [
   '• `/support ask <question>` — answer a question here',
   '• `/support status` — what is indexed and running',
   '• `/support sync [source]` — re-sync the help center now (admins)',
-  '• `/support retrain` — request a retrain of the tone/escalation adapter (admins)',
+  '• `/support retrain` — retrain the tone/escalation adapter from rated answers (admins)',
   '• `/support help` — this text',
   'Or mention the bot with your question.',
 ].join('\n');
@@ -45,6 +45,23 @@ export interface SupportCommandDeps {
   status: () => Promise<string>;
   /** Answers a question and renders it as plain text for a command reply. */
   ask: (question: string, userId: string) => Promise<string>;
+  /**
+   * Starts a retrain (`training/job.ts#startTrainingJob`: takes the state-store lock `job:train`
+   * and records the job as queued). Resolves to null when a training job is already running, on
+   * any replica. Absent when this deployment has no trainer wired; `/support retrain` says so.
+   */
+  retrain?: (requestedBy: string) => Promise<RetrainHandle | null>;
+}
+
+/** A retrain that holds the training lock and waits to run. */
+export interface RetrainHandle {
+  jobId: string;
+  /**
+   * Runs the job, posting progress lines through `progress` (phase changes and every quarter of
+   * training, not every step). Resolves to a one-line summary; rejects with the failure (the job
+   * is then recorded as failed and the lock released).
+   */
+  run(progress: (text: string) => Promise<void>): Promise<string>;
 }
 
 /**
@@ -134,18 +151,33 @@ export async function runSupportCommand(
       };
     }
     case 'retrain': {
-      // Training lands in a later release; until then the request is recorded for the admins.
-      const jobId = randomUUID();
-      await deps.state.setJobStatus({
-        id: jobId,
-        kind: 'retrain',
-        state: 'queued',
-        startedAt: new Date().toISOString(),
-        requestedBy: inv.userId,
-        message: 'recorded; adapter training is not available in this version yet',
-      });
+      if (!deps.retrain) {
+        // No trainer wired into this process: keep the request for the admins, visible in status.
+        const jobId = randomUUID();
+        await deps.state.setJobStatus({
+          id: jobId,
+          kind: 'retrain',
+          state: 'queued',
+          startedAt: new Date().toISOString(),
+          requestedBy: inv.userId,
+          message: 'recorded; no trainer is configured in this bot process (run `supportbot train`)',
+        });
+        return {
+          immediate: `Retrain request recorded (job ${jobId.slice(0, 8)}). No trainer is configured in this bot process; an operator can run \`supportbot train\`.`,
+        };
+      }
+      const handle = await deps.retrain(inv.userId);
+      if (!handle) return { immediate: 'A retrain is already running; I will not start a second one.' };
       return {
-        immediate: `Retrain request recorded (job ${jobId.slice(0, 8)}). Adapter training is not available in this version yet; the request is kept so it runs when it is.`,
+        immediate: `Retrain started (job ${handle.jobId}). I'll post progress here.`,
+        followUp: async (progress) => {
+          try {
+            const summary = await handle.run(progress);
+            await progress(`Retrain done: ${summary}`);
+          } catch (err) {
+            await progress(`Retrain failed: ${(err as Error).message}`);
+          }
+        },
       };
     }
   }
