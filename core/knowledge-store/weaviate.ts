@@ -72,11 +72,19 @@ export interface WeaviateKnowledgeStoreOptions {
   vectorizer?: string;
   /** BM25F boosts of title / heading path / body (default: the SQLite store's 4 / 2 / 1). */
   weights?: { title: number; headings: number; body: number };
-  /** Retries of a transient failure (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED; HTTP 429/5xx; refused connections). Default 4. */
+  /**
+   * Retries of a transient failure (gRPC DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED; HTTP 429/5xx; a
+   * reset connection). gRPC UNAVAILABLE is retried by the client itself (5 attempts, exponential
+   * backoff from 1 s) and then reported as `store-unavailable`. Default 4.
+   */
   retries?: number;
   /** First backoff delay in ms; doubles per retry, with ±50 % jitter, capped at 5 s. Default 200. */
   retryBaseMs?: number;
-  /** Per-request timeouts in seconds (client defaults: query 30, insert 90, init 2). */
+  /**
+   * Per-request timeouts in seconds. Defaults: query 10 (the client's 30 is long for a chat
+   * reply; it also bounds the client's UNAVAILABLE retries), insert 90, init 2. A timeout is
+   * reported as `store-unavailable`.
+   */
   timeoutSeconds?: { query?: number; insert?: number; init?: number };
   /** Objects per gRPC BatchObjects request (default 200). */
   batchSize?: number;
@@ -224,17 +232,30 @@ export function localeRanges(locale: string): string[] {
 // Errors and retries
 // ---------------------------------------------------------------------------------------------
 
-const TRANSIENT = /\b(UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED)\b|ECONNREFUSED|ECONNRESET|fetch failed|socket hang up/;
+/** Failures worth a retry: overload and deadline statuses, HTTP 429/5xx, a reset connection. */
+const RETRYABLE = /\b(DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED)\b|ECONNRESET|socket hang up|status code: (429|5\d\d)\b/;
+/**
+ * Failures that mean Weaviate is down. gRPC UNAVAILABLE arrives here only after the client's own
+ * retries (weaviate-client retries it 5 times with exponential backoff from 1 s), so retrying
+ * again would only keep a caller waiting; the same for a refused connection and a request timeout.
+ */
+const DOWN = /\bUNAVAILABLE\b|ECONNREFUSED|fetch failed|No connection established|timed out|gRPC health check/;
 
-/** Whether a client error is worth retrying: transient gRPC statuses, HTTP 429/5xx, refused connections. */
-export function isTransient(err: unknown): boolean {
+/**
+ * How to treat a client error: `retry` (backoff and try again), `down` (Weaviate unreachable:
+ * `store-unavailable` at once) or `fail` (a real error: pass it on).
+ */
+export function classifyError(err: unknown): 'retry' | 'down' | 'fail' {
   const e = err as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown };
   if (e?.name === 'WeaviateUnexpectedStatusCodeError' && typeof e.code === 'number') {
-    return e.code === 429 || e.code >= 500;
+    return e.code === 429 || e.code >= 500 ? 'retry' : 'fail';
   }
-  if (e?.name === 'WeaviateRequestTimeoutError') return true;
-  const text = `${String(e?.message ?? '')} ${String((e?.cause as { code?: string } | undefined)?.code ?? '')}`;
-  return TRANSIENT.test(text);
+  if (e?.name === 'WeaviateRequestTimeoutError') return 'down';
+  const cause = e?.cause as { code?: string; message?: string } | undefined;
+  const text = `${String(e?.message ?? '')} ${String(cause?.code ?? '')} ${String(cause?.message ?? '')}`;
+  if (RETRYABLE.test(text)) return 'retry';
+  if (DOWN.test(text)) return 'down';
+  return 'fail';
 }
 
 function unavailable(url: string, err: unknown): SupportbotError {
@@ -349,7 +370,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         grpcPort: Number(grpc.port) || (grpcSecure ? 443 : 50051),
         grpcSecure,
         authCredentials: options.apiKey ? new weaviate.ApiKey(options.apiKey) : undefined,
-        timeout: options.timeoutSeconds,
+        timeout: { query: 10, insert: 90, init: 2, ...options.timeoutSeconds },
       });
     const retries = options.retries ?? 4;
     const base = options.retryBaseMs ?? 200;
@@ -359,8 +380,13 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         client = await connectOnce();
         break;
       } catch (err) {
-        // Start-up errors are wrapped (WeaviateStartUpError); any of them after the retries means down.
-        if (attempt >= retries) throw unavailable(options.url, err);
+        // Start-up errors are wrapped (WeaviateStartUpError): a refused connection or a dead gRPC
+        // port means down at once; 5xx/429 are retried; anything else (a 401) is a real error.
+        const kind = classifyError(err);
+        if (kind === 'fail') {
+          throw new SupportbotError('store-error', `Weaviate at ${options.url}: ${(err as Error).message}`, { cause: err });
+        }
+        if (kind === 'down' || attempt >= retries) throw unavailable(options.url, err);
         await sleep(backoff(base, attempt));
       }
     }
@@ -398,7 +424,9 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
       ? { ...none, properties: ['title', 'text'], vectorizer: { name: vectorizer, config: {} } }
       : none;
     const multiTenancy = weaviate.configure.multiTenancy({ enabled: true, autoTenantCreation: false });
-    const bm25 = { bm25b: 0.75, bm25k1: 1.2 };
+    // No stop-word preset: the query analysis already drops stop words the way the SQLite store
+    // does (keeping them when nothing else is left, e.g. "how to").
+    const inverted = { bm25b: 0.75, bm25k1: 1.2, stopwordsPreset: 'none' as const };
     return {
       chunks: {
         name: collection,
@@ -430,7 +458,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         ],
         vectorizers: chunkVectors,
         multiTenancy,
-        invertedIndex: weaviate.configure.invertedIndex(bm25),
+        invertedIndex: weaviate.configure.invertedIndex(inverted),
       },
       articles: {
         name: `${collection}Article`,
@@ -831,17 +859,19 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   }
 
   /**
-   * Runs `fn`, retrying transient failures with exponential backoff and jitter
-   * (base × 2^attempt, capped at 5 s); after the last retry throws `store-unavailable`.
-   * Non-transient errors pass through unchanged.
+   * Runs `fn`, retrying transient failures (`classifyError` → `retry`) with exponential backoff
+   * and jitter (base × 2^attempt, capped at 5 s); after the last retry, or at once when Weaviate
+   * is down (`down`), throws `store-unavailable`. Other errors pass through unchanged.
    */
   async #retry<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
-        if (err instanceof SupportbotError || !isTransient(err)) throw err;
-        if (attempt >= this.#options.retries) throw unavailable(this.#options.url, err);
+        if (err instanceof SupportbotError) throw err;
+        const kind = classifyError(err);
+        if (kind === 'fail') throw err;
+        if (kind === 'down' || attempt >= this.#options.retries) throw unavailable(this.#options.url, err);
         await sleep(backoff(this.#options.retryBaseMs, attempt));
       }
     }

@@ -115,7 +115,7 @@ export function tokenize(text: string, tokenization: string): string[] {
 }
 
 export function vectorFromBytes(bytes: Uint8Array): Float32Array {
-  const copy = bytes.slice();
+  const copy = new Uint8Array(bytes); // a copy at offset 0 (a Buffer view may be unaligned)
   return new Float32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4);
 }
 

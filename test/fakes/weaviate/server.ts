@@ -47,6 +47,12 @@ export interface FakeWeaviate {
   failNext(method: string, code: grpc.status, times?: number): void;
   /** The next `times` REST requests fail with `status`. */
   failNextHttp(status: number, times?: number): void;
+  /**
+   * Until reset with `null`, BatchObjects reports a per-object error (as Weaviate does for an
+   * object it cannot store, e.g. a vector of another length) for each object where `reject`
+   * returns a message; the other objects of the batch are stored.
+   */
+  rejectObjects(reject: ((obj: { collection: string; uuid: string; properties: Record<string, unknown> }) => string | null) | null): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +64,7 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
   const unhandled: string[] = [];
   const grpcFailures = new Map<string, { code: grpc.status; times: number }>();
   let httpFailure: { status: number; times: number } | null = null;
+  const faults: { reject: Parameters<FakeWeaviate['rejectObjects']>[0] } = { reject: null };
   const count = (name: string) => calls.set(name, (calls.get(name) ?? 0) + 1);
 
   // --- REST ---------------------------------------------------------------------------------
@@ -153,7 +160,7 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
 
   const weaviateHandlers: Record<string, (req: never) => unknown> = {
     search: (req: SearchRequest) => search(engine, req),
-    batchObjects: (req: { objects: BatchObject[] }) => batchObjects(engine, req.objects),
+    batchObjects: (req: { objects: BatchObject[] }) => batchObjects(engine, req.objects, faults.reject),
     batchDelete: (req: BatchDeleteRequest) => batchDelete(engine, req),
     aggregate: (req: AggregateRequest) => aggregate(engine, req),
     tenantsGet: (req: { collection: string; names?: { values: string[] } }) => {
@@ -203,6 +210,9 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
     failNextHttp(status, times = 1) {
       httpFailure = { status, times };
     },
+    rejectObjects(reject) {
+      faults.reject = reject;
+    },
     async close() {
       grpcServer.forceShutdown();
       server.closeAllConnections();
@@ -213,7 +223,7 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
 
 /** A grpc-js service definition from a ts-proto one, using its codecs for the wire format. */
 function toGrpcService(def: ServiceDefinition): grpc.ServiceDefinition {
-  const service: grpc.ServiceDefinition = {};
+  const service: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [key, m] of Object.entries(def.methods)) {
     service[key] = {
       path: `/${def.fullName}/${m.name}`,
@@ -392,12 +402,15 @@ function decodeProperties(obj: BatchObject): Record<string, unknown> {
   return out;
 }
 
-function batchObjects(engine: Engine, objects: BatchObject[]) {
+function batchObjects(engine: Engine, objects: BatchObject[], reject: Parameters<FakeWeaviate['rejectObjects']>[0]) {
   const started = performance.now();
   const errors: { index: number; error: string }[] = [];
   objects.forEach((obj, index) => {
     try {
-      engine.put(obj.collection, obj.tenant, obj.uuid, decodeProperties(obj), pickVector(obj));
+      const properties = decodeProperties(obj);
+      const injected = reject?.({ collection: obj.collection, uuid: obj.uuid, properties });
+      if (injected) throw new FakeError(grpc.status.INVALID_ARGUMENT, injected);
+      engine.put(obj.collection, obj.tenant, obj.uuid, properties, pickVector(obj));
     } catch (err) {
       errors.push({ index, error: (err as Error).message });
     }
