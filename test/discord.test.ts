@@ -14,8 +14,10 @@ import {
 import {
   createDiscordBot,
   type DiscordBot,
+  INTERACTION_CLAIM_WAIT_MS,
   reactionRating,
   threadName,
+  threadOwnerKey,
   toSendOptions,
 } from '../bot/discord/app.ts';
 import { registerDiscordCommands, type supportCommandJson } from '../bot/discord/commands.ts';
@@ -308,6 +310,118 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     expect(seen[2]?.q).toBe('can I pay by card?');
   });
 
+  it('follow-ups without a mention stay with the thread’s original asker after someone else mentions the bot there', async () => {
+    const state = sqlite();
+    const seen: { q: string }[] = [];
+    await launch(state, {
+      answer: async (q, history, signal) => {
+        seen.push({ q });
+        return helpCenter(q, history, signal);
+      },
+    });
+    const question = mention('how do I export my invoices?');
+    gateway.dispatch('MESSAGE_CREATE', question);
+    const thread = question.id;
+    await answers(thread);
+    // A second user asks the bot in the same thread: answered, but the thread stays the asker's.
+    gateway.dispatch(
+      'MESSAGE_CREATE',
+      messageCreate({
+        channelId: thread,
+        guildId: GUILD,
+        author: other,
+        content: `<@${bot.id}> can I pay by card?`,
+        mentions: [bot],
+      }),
+    );
+    await answers(thread, 2);
+    // The second user's unmentioned chatter is not for the bot ...
+    gateway.dispatch(
+      'MESSAGE_CREATE',
+      messageCreate({ channelId: thread, guildId: GUILD, author: other, content: 'thanks, that is all' }),
+    );
+    // ... the original asker's unmentioned follow-up is.
+    gateway.dispatch(
+      'MESSAGE_CREATE',
+      messageCreate({ channelId: thread, guildId: GUILD, author: asker, content: 'and as CSV?' }),
+    );
+    await answers(thread, 3);
+    await sleep(300);
+    expect(seen.map((x) => x.q)).toEqual([
+      'how do I export my invoices?',
+      'can I pay by card?',
+      'and as CSV?',
+    ]);
+    expect(await state.answerForMessage('discord', threadOwnerKey(thread))).toBe(asker.id);
+  });
+
+  it('a reply that pings the bot is a question only under one of its answers, not under its notices', async () => {
+    const state = sqlite();
+    let calls = 0;
+    await launch(state, {
+      limits: { perUser: 1 },
+      answer: async () => {
+        calls++;
+        return makeAnswerResult("I'll bring in someone from the support team.", {
+          escalated: true,
+          escalationReason: 'the asker wants a refund',
+        });
+      },
+    });
+    const question = mention('I want a refund, talk to a human');
+    gateway.dispatch('MESSAGE_CREATE', question);
+    const notice = await rest.waitFor(() => answersIn(ESCALATIONS)[0]);
+    await Promise.all(bots.map((b) => b.settled()));
+    // The support person replies "on it" to the escalation notice; the reply pings the bot (the
+    // client's default), so discord.js lists the bot in mentions.users.
+    const onIt = messageCreate({
+      channelId: ESCALATIONS,
+      guildId: GUILD,
+      author: admin,
+      content: 'on it',
+      replyTo: { message: notice },
+    });
+    expect(onIt.mentions.map((u) => u.id)).toEqual([bot.id]);
+    expect(onIt.referenced_message?.id).toBe(notice.id);
+    gateway.dispatch('MESSAGE_CREATE', onIt);
+
+    // The asker's second question hits the rate limit; someone replies to that notice with a ping.
+    const second = mention('and how long does it take?');
+    gateway.dispatch('MESSAGE_CREATE', second);
+    const busy = await rest.waitFor(() => answersIn(second.id)[0]);
+    expect(busy.content).toMatch(/asking faster/);
+    gateway.dispatch(
+      'MESSAGE_CREATE',
+      messageCreate({
+        channelId: second.id,
+        guildId: GUILD,
+        author: other,
+        content: 'same here',
+        replyTo: { message: busy },
+      }),
+    );
+    await sleep(500);
+    await Promise.all(bots.map((b) => b.settled()));
+    expect(calls).toBe(1);
+    expect(answersIn(ESCALATIONS)).toHaveLength(1);
+    expect(answersIn(second.id)).toHaveLength(1);
+    expect(rest.requests.filter((r) => r.path.endsWith('/threads'))).toHaveLength(2);
+
+    // A reply that pings the bot under one of its answers (no @ in the text) continues that answer.
+    const answerMessage = answersIn(question.id).find((m) => m.components) as APIMessage;
+    gateway.dispatch(
+      'MESSAGE_CREATE',
+      messageCreate({
+        channelId: question.id,
+        guildId: GUILD,
+        author: other,
+        content: 'is there an update?',
+        replyTo: { message: answerMessage },
+      }),
+    );
+    await waitUntil(async () => calls === 2);
+  });
+
   it('escalates: notifies the target channel with its role mention, tells the asker, then stops answering unasked', async () => {
     const state = sqlite();
     let calls = 0;
@@ -334,7 +448,11 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     await rest.waitFor(() =>
       answersIn(question.id).some((m) => m.content.includes("I'll bring in someone from the support team.")),
     );
-    expect(answersIn(question.id).filter((m) => m.content.includes(HUMAN_COMING_TEXT))).toEqual([]);
+    await Promise.all(bots.map((b) => b.settled()));
+    // The handler ends an escalated answer with what happens next (`escalationText`): one message.
+    const told = answersIn(question.id).filter((m) => m.content.includes(HUMAN_COMING_TEXT));
+    expect(told).toHaveLength(1);
+    expect(told[0]?.content).toContain("I'll bring in someone from the support team.");
 
     // The asker now talks to a person: no mention, no bot answer; a mention still reaches the bot.
     gateway.dispatch(
@@ -412,7 +530,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     // Replying to that answer with a mention continues its conversation.
     const followUp = mention('and if the link expired?', {
       channelId: LOCKED,
-      replyTo: { messageId: posts.at(-1)?.id as string, channelId: LOCKED },
+      replyTo: { message: posts.at(-1) as APIMessage },
     });
     gateway.dispatch('MESSAGE_CREATE', followUp);
     await answers(LOCKED, 2);
@@ -520,7 +638,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       message: last,
     });
     gateway.dispatch('INTERACTION_CREATE', press);
-    await rest.waitFor(() => rest.callbacks.find((c) => c.interactionId === press.id));
+    await rest.waitFor(() => rest.webhookMessages.find((w) => w.token === press.token && w.kind === 'edit'));
     await sleep(300);
     expect(rest.requests.filter((r) => r.path.startsWith(`/interactions/${press.id}/`))).toHaveLength(1);
     expect(await redisA.ratingSummary(answerId)).toEqual({ up: 1, down: 1 });
@@ -626,19 +744,23 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       gateway.dispatch('INTERACTION_CREATE', i);
       return i;
     };
+    /** The thanks: the deferred reply's edit, once the rating is recorded. */
+    const thanks = (i: { token: string }) =>
+      rest.waitFor(() => rest.webhookMessages.find((w) => w.token === i.token && w.kind === 'edit'));
     const a = press(asker, 'up');
-    await rest.waitFor(() => rest.callbacks.find((c) => c.interactionId === a.id));
+    await thanks(a);
     expect(await state.ratingSummary(answerId)).toEqual({ up: 1, down: 0 });
     const b = press(asker, 'down');
-    await rest.waitFor(() => rest.callbacks.find((c) => c.interactionId === b.id));
+    await thanks(b);
     expect(await state.ratingSummary(answerId)).toEqual({ up: 0, down: 1 });
     const c = press(other, 'up');
     const cb = await rest.waitFor(() => rest.callbacks.find((x) => x.interactionId === c.id));
+    const edit = await thanks(c);
     expect(await state.ratingSummary(answerId)).toEqual({ up: 1, down: 1 });
-    // Type 4 (CHANNEL_MESSAGE_WITH_SOURCE) with the EPHEMERAL flag (64).
-    expect(cb.type).toBe(4);
+    // Type 5 (DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE) with the EPHEMERAL flag (64), then the edit.
+    expect(cb.type).toBe(5);
     expect((cb.data?.flags ?? 0) & 64).toBe(64);
-    expect(cb.data?.content).toContain('👍');
+    expect(edit.content).toContain('👍');
 
     // A press racing the recording of the message's id still counts: the custom_id names the answer.
     const raced = { ...last, id: snowflake() };
@@ -651,7 +773,7 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       message: raced,
     });
     gateway.dispatch('INTERACTION_CREATE', d);
-    await rest.waitFor(() => rest.callbacks.find((x) => x.interactionId === d.id));
+    await thanks(d);
     expect(await state.ratingSummary(answerId)).toEqual({ up: 2, down: 1 });
     expect(await state.answerForMessage('discord', raced.id)).toBe(answerId);
     // A custom_id naming no answer is refused politely and records nothing.
@@ -664,8 +786,8 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       message: { ...last, id: snowflake() },
     });
     gateway.dispatch('INTERACTION_CREATE', e);
-    const refused = await rest.waitFor(() => rest.callbacks.find((x) => x.interactionId === e.id));
-    expect(refused.data?.content).toMatch(/not recorded/);
+    const refused = await thanks(e);
+    expect(refused.content).toMatch(/not recorded/);
     expect(await state.ratingSummary(answerId)).toEqual({ up: 2, down: 1 });
   });
 
@@ -737,6 +859,8 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
       /^Sync started for examples/,
     );
     expect(done.content).toMatch(/^Sync done/);
+    // One visibility rule on both platforms: only the ask answer is public; sync reports are ephemeral.
+    expect(done.flags & 64).toBe(64);
     expect(synced).toEqual([['examples']]);
     expect(rest.callbacks.filter((c) => c.interactionId === allowed.id)).toHaveLength(1);
 
@@ -766,6 +890,82 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
     expect(
       (await rest.waitFor(() => rest.webhookMessages.find((w) => w.token === dmSync.token))).content,
     ).toMatch(/admins only/);
+  });
+
+  it('meets the 3 s interaction deadline when every state-store call takes 2.5 s; two replicas still answer once', async () => {
+    const file = path.join(tmp, 'state.sqlite');
+    const fast = sqlite();
+    let delayMs = 0;
+    /** The same SQLite state, with `delayMs` before every call (a remote store on a bad day). */
+    const slowed = (inner: StateStore): StateStore =>
+      new Proxy(inner, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver);
+          if (typeof value !== 'function') return value;
+          return async (...args: unknown[]) => {
+            if (delayMs > 0) await sleep(delayMs);
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    const second = SqliteStateStore.open(file);
+    stores.push(second);
+    await launch(slowed(fast));
+    await launch(slowed(second));
+    const question = mention('how do I reset my password?');
+    gateway.dispatch('MESSAGE_CREATE', question);
+    const last = (await answers(question.id)).at(-1) as APIMessage;
+    const answerId = (await fast.answerForMessage('discord', last.id)) as string;
+
+    delayMs = 2_500;
+    const status = supportCommandInteraction({
+      world,
+      user: asker,
+      channelId: SUPPORT,
+      guildId: GUILD,
+      subcommand: 'status',
+    });
+    const press = buttonInteraction({
+      world,
+      user: other,
+      channelId: question.id,
+      guildId: GUILD,
+      customId: `feedback:up:${answerId}`,
+      message: last,
+    });
+    const dispatchAt = Date.now();
+    gateway.dispatch('INTERACTION_CREATE', status);
+    gateway.dispatch('INTERACTION_CREATE', press);
+    const statusAck = await rest.waitFor(() => rest.callbacks.find((c) => c.interactionId === status.id));
+    const pressAck = await rest.waitFor(() => rest.callbacks.find((c) => c.interactionId === press.id));
+    // Both deferred (type 5, ephemeral) within Discord's 3 s although a claim alone takes 2.5 s.
+    for (const ack of [statusAck, pressAck]) {
+      expect(ack.type).toBe(5);
+      expect((ack.data?.flags ?? 0) & 64).toBe(64);
+      // Discord's 3 s also covers the gateway's delivery and the callback's way back: a local
+      // ack must leave at least a second of that (a 2.5 s claim followed by the callback would not).
+      expect(ack.at - dispatchAt).toBeLessThan(2_000);
+      expect(ack.at - dispatchAt).toBeGreaterThanOrEqual(INTERACTION_CLAIM_WAIT_MS - 50);
+    }
+    const statusEdit = await rest.waitFor(
+      () => rest.webhookMessages.find((w) => w.token === status.token && w.kind === 'edit'),
+      15_000,
+    );
+    expect(statusEdit.content).toBe('examples: 22 articles');
+    const thanks = await rest.waitFor(
+      () => rest.webhookMessages.find((w) => w.token === press.token && w.kind === 'edit'),
+      20_000,
+    );
+    expect(thanks.content).toContain('👍');
+    await Promise.all(bots.map((b) => b.settled()));
+    delayMs = 0;
+    // Both replicas timed out on the claim and sent a callback: Discord took one and refused the
+    // other with 40060, so each interaction got exactly one answer.
+    expect(rest.callbacks.filter((c) => c.interactionId === status.id)).toHaveLength(1);
+    expect(rest.callbacks.filter((c) => c.interactionId === press.id)).toHaveLength(1);
+    expect(rest.webhookMessages.filter((w) => w.token === status.token)).toHaveLength(1);
+    expect(rest.webhookMessages.filter((w) => w.token === press.token)).toHaveLength(1);
+    expect(await fast.ratingSummary(answerId)).toEqual({ up: 1, down: 0 });
   });
 
   it('registerDiscordCommands PUTs the /support command JSON to a guild and globally', async () => {

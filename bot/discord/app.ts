@@ -105,6 +105,14 @@ export const DISCORD_PARTIALS = [
   Partials.User,
 ] as const;
 
+/**
+ * Longest wait for the state store's claim of an interaction before answering it anyway, in ms: a
+ * third of Discord's 3 s deadline for the first callback
+ * (https://discord.com/developers/docs/interactions/receiving-and-responding#responding-to-an-interaction),
+ * leaving the rest for the callback's round trip.
+ */
+export const INTERACTION_CLAIM_WAIT_MS = 1_000;
+
 /** Discord error codes meaning "no thread here": fall back to replying in the channel. */
 const THREAD_NOT_ALLOWED: ReadonlySet<number | string> = new Set([
   RESTJSONErrorCodes.MissingAccess,
@@ -117,6 +125,13 @@ const THREAD_PARENTS: ReadonlySet<ChannelType> = new Set([
   ChannelType.GuildText,
   ChannelType.GuildAnnouncement,
 ]);
+
+/**
+ * State-store key (`StateStore.mapMessage('discord', key, userId)`) recording who asked the
+ * question a thread was started from: that user's messages in the thread are follow-ups without a
+ * mention. The value is a user id, not an answer id.
+ */
+export const threadOwnerKey = (threadId: string): string => `thread-owner:${threadId}`;
 
 /** The first ~90 characters of a question, cut at a word, as a thread name (Discord allows 1..100). */
 export function threadName(question: string): string {
@@ -188,10 +203,13 @@ interface Destination {
  *   last message). Nothing the bot posts pings anyone, except the configured escalation mention.
  * - Reactions resolve by message id through the state store (never a fetch), so they count on
  *   messages from before a restart (`DISCORD_PARTIALS`); the bot's own reactions are ignored.
- * - `/support` is deferred (callback type 5, ephemeral) before any work, so Discord's 3 s window
- *   holds however slow the command is; then the original is edited and progress comes as
- *   follow-ups (each within the token's 15 min). Buttons are answered with an ephemeral type 4.
- *   Interactions are claimed in the state store first, so replicas sharing it answer each once.
+ * - `/support` and 👍/👎 buttons are deferred (callback type 5, ephemeral) before any other work, so
+ *   Discord's 3 s window holds however slow the command or the state store is; then the original
+ *   is edited and progress comes as follow-ups (each within the token's 15 min). Replicas sharing
+ *   the state store claim each interaction there first (waiting at most `INTERACTION_CLAIM_WAIT_MS`);
+ *   when the store is slower, Discord's refusal of a second callback (40060) settles it.
+ * - `/support` visibility, the same rule as on Slack: everything is ephemeral to the invoker except
+ *   the `ask` answer, which is posted for the channel (so others see it, as with a mention).
  * - Messages from bots (itself included), webhooks and system messages are ignored.
  */
 export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps): DiscordBot {
@@ -209,10 +227,28 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
 
   const botId = () => client.user?.id ?? '';
 
+  /**
+   * Whether the message itself addresses the bot: `<@bot>` in its text or the bot's managed role.
+   * A reply's ping of the replied-to author also lands in `mentions.users` (Discord adds it there,
+   * not to the content), so it is left out here: support staff replying to the escalation notice or
+   * to a rate-limit notice are not asking the bot. `@everyone`/`@here` and ordinary roles do not count.
+   */
   const mentionsBot = (message: Message): boolean =>
-    message.mentions.users.has(botId()) ||
+    (client.user !== null &&
+      message.mentions.has(client.user, {
+        ignoreRepliedUser: true,
+        ignoreEveryone: true,
+        ignoreRoles: true,
+      })) ||
     // Clients sometimes insert the bot's managed role instead of the bot user.
     message.mentions.roles.some((role) => role.tags?.botId === botId());
+
+  /**
+   * Whether the message is a reply that pings the bot. Only meaningful together with a look-up of
+   * the replied-to message (`repliedConversation`): the ping alone says nothing about what is asked.
+   */
+  const replyPingsBot = (message: Message): boolean =>
+    message.reference?.messageId !== undefined && message.mentions.users.has(botId());
 
   const cleanText = (message: Message): string => {
     const roleIds = message.mentions.roles.filter((r) => r.tags?.botId === botId()).map((r) => r.id);
@@ -227,19 +263,32 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
     return id ? state.getAnswer(id) : null;
   };
 
-  /** Whether a message without a mention continues a thread the bot started for its author. */
+  /**
+   * Whether a message without a mention continues a thread the bot started for its author: the
+   * thread's owner is the person whose question opened it (`threadOwnerKey`), however many others
+   * mentioned the bot in it since. Threads opened before owners were recorded fall back to the
+   * asker of their latest answer.
+   */
   const isFollowUp = async (message: Message): Promise<boolean> => {
     if (!message.channel.isThread() || message.channel.ownerId !== botId()) return false;
-    const record = await conversationAnswer(message.channelId);
-    if (record === null || record.userId !== message.author.id) return false;
+    const owner =
+      (await state.answerForMessage('discord', threadOwnerKey(message.channelId))) ??
+      (await conversationAnswer(message.channelId))?.userId ??
+      null;
+    if (owner !== message.author.id) return false;
     // Once a person was asked to join, the bot stops answering unasked.
     return (await state.answerForMessage('discord', `escalated:${message.channelId}`)) === null;
   };
 
-  /** The conversation an answer belongs to, when `message` is a reply to one of the bot's answers. */
+  /**
+   * The conversation an answer belongs to, when `message` is a reply that pings the bot under one
+   * of its answers (looked up by message id in the state store, so notices and escalation posts,
+   * which are never mapped, do not count).
+   */
   const repliedConversation = async (message: Message): Promise<string | null> => {
     const ref = message.reference?.messageId;
     if (!ref || message.reference?.channelId !== message.channelId) return null;
+    if (!replyPingsBot(message) && !mentionsBot(message)) return null;
     const id = await state.answerForMessage('discord', ref);
     const record = id ? await state.getAnswer(id) : null;
     return record?.threadId ?? null;
@@ -259,13 +308,17 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
         name: threadName(text),
         autoArchiveDuration: ThreadAutoArchiveDuration.OneDay,
       });
+      // Whose unmentioned messages in this thread are follow-ups (see `isFollowUp`).
+      await state.mapMessage('discord', threadOwnerKey(thread.id), message.author.id);
       return { send: (o) => thread.send(o), url: thread.url, mention: `<#${thread.id}>` };
     } catch (err) {
       if (err instanceof DiscordAPIError && err.code === RESTJSONErrorCodes.ThreadAlreadyCreatedForMessage) {
         // The thread of a message shares its id (Start Thread from Message).
         const thread = await client.channels.fetch(message.id);
-        if (thread?.isSendable())
+        if (thread?.isSendable()) {
+          await state.mapMessage('discord', threadOwnerKey(thread.id), message.author.id);
           return { send: (o) => thread.send(o), url: message.url, mention: `<#${thread.id}>` };
+        }
       }
       const expected = err instanceof DiscordAPIError && THREAD_NOT_ALLOWED.has(err.code);
       log[expected ? 'info' : 'warn'](
@@ -347,7 +400,12 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
       incoming = { ...base, threadKey: message.channelId };
       destination = async () => replyTo(message);
     } else if (message.channel.isThread()) {
-      if (!mentionsBot(message) && !(await isFollowUp(message))) return;
+      if (
+        !mentionsBot(message) &&
+        (await repliedConversation(message)) === null &&
+        !(await isFollowUp(message))
+      )
+        return;
       incoming = { ...base, threadKey: message.channelId };
       const thread = message.channel;
       destination = async () => ({
@@ -356,8 +414,8 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
         mention: `<#${thread.id}>`,
       });
     } else {
-      if (!mentionsBot(message)) return;
       const continued = await repliedConversation(message);
+      if (continued === null && !mentionsBot(message)) return;
       incoming = { ...base, threadKey: continued ?? message.id };
       destination = continued ? async () => replyTo(message) : () => openThread(message, base.text);
     }
@@ -383,14 +441,51 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
     });
   };
 
-  /** True for the one replica (sharing the state store) that answers this interaction. */
+  /**
+   * True for the one replica (sharing the state store) that answers this interaction, as far as
+   * the store can tell within `INTERACTION_CLAIM_WAIT_MS`. A store that is slower than that (or
+   * down) must not eat Discord's 3 s window: the replica goes ahead and the interaction callback
+   * itself decides, since Discord accepts one callback per interaction and refuses a second with
+   * 40060 (see `acknowledge`).
+   */
   const claimInteraction = async (interaction: Interaction): Promise<boolean> => {
-    try {
-      return await state.claimEvent(`interaction:discord:${interaction.id}`, 15 * 60_000);
-    } catch (err) {
-      // An unreachable store must not leave the user without an answer; a duplicate ack just fails.
+    const claim = state.claimEvent(`interaction:discord:${interaction.id}`, 15 * 60_000).catch((err) => {
       log.warn({ err }, 'could not claim an interaction; answering it anyway');
       return true;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), INTERACTION_CLAIM_WAIT_MS);
+    });
+    const claimed = await Promise.race([claim, late]).finally(() => clearTimeout(timer));
+    if (claimed === 'late') {
+      log.warn(
+        { interactionId: interaction.id, waitMs: INTERACTION_CLAIM_WAIT_MS },
+        'state store too slow to claim an interaction; the callback decides',
+      );
+      return true;
+    }
+    return claimed;
+  };
+
+  /**
+   * Sends the interaction callback. Resolves false when another replica already acknowledged the
+   * interaction (400, code 40060 "Interaction has already been acknowledged",
+   * https://discord.com/developers/docs/topics/opcodes-and-status-codes#json): that replica answers it.
+   */
+  const acknowledge = async (ack: () => Promise<unknown>): Promise<boolean> => {
+    try {
+      await ack();
+      return true;
+    } catch (err) {
+      if (
+        err instanceof DiscordAPIError &&
+        err.code === RESTJSONErrorCodes.InteractionHasAlreadyBeenAcknowledged
+      ) {
+        log.debug('interaction acknowledged by another replica');
+        return false;
+      }
+      throw err;
     }
   };
 
@@ -406,7 +501,8 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
   const onCommand = async (interaction: ChatInputCommandInteraction) => {
     if (!(await claimInteraction(interaction))) return;
     // Acknowledge before anything slow: Discord drops interactions not answered within 3 s.
-    await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+    if (!(await acknowledge(() => interaction.deferReply({ flags: MessageFlags.Ephemeral })))) return;
+    const sub = interaction.options.getSubcommand(false) ?? 'help';
     try {
       const reply = await runSupportCommand(
         { text: supportCommandText(interaction), userId: interaction.user.id, isAdmin: isAdmin(interaction) },
@@ -416,9 +512,13 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
       await interaction.editReply({ content: first });
       for (const part of rest) await interaction.followUp({ content: part, flags: MessageFlags.Ephemeral });
       if (reply.followUp) {
+        // The one visibility rule of `/support` (the same on Slack): only the `ask` answer is for
+        // everyone in the channel; acks, status, help, refusals and sync reports are ephemeral.
+        const flags =
+          sub === 'ask' ? MessageFlags.SuppressEmbeds : MessageFlags.SuppressEmbeds | MessageFlags.Ephemeral;
         await reply.followUp(async (text) => {
           for (const part of splitMarkdown(text, DISCORD_LIMITS.contentChars)) {
-            await interaction.followUp({ content: part, flags: MessageFlags.SuppressEmbeds });
+            await interaction.followUp({ content: part, flags });
           }
         });
       }
@@ -434,6 +534,9 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
     const parsed = parseFeedbackCustomId(interaction.customId);
     if (parsed === null) return;
     if (!(await claimInteraction(interaction))) return;
+    // Deferred (type 5, ephemeral) before the 2–4 state-store round trips of the rating, so a slow
+    // store cannot miss Discord's 3 s window; the thanks then edits the deferred reply.
+    if (!(await acknowledge(() => interaction.deferReply({ flags: MessageFlags.Ephemeral })))) return;
     let content: string;
     try {
       const rating = {
@@ -459,7 +562,7 @@ export function createDiscordBot(settings: DiscordSettings, deps: DiscordBotDeps
       log.error({ err }, 'recording a button rating failed');
       content = 'Sorry, I could not record that rating. Please try again.';
     }
-    await interaction.reply({ content, flags: MessageFlags.Ephemeral });
+    await interaction.editReply({ content });
   };
 
   // Work started by events, so a stop can wait for it and tests can wait for it to settle.

@@ -19,7 +19,9 @@ export const SUPPORT_COMMAND_NAME = 'support';
  * built and validated by discord.js's `SlashCommandBuilder`: subcommands `ask question:<text>`,
  * `status`, `sync [source]`, `retrain`, `help`, usable in servers and in the bot's DMs, for a
  * server-installed app. Who may run `sync`/`retrain` is decided by the bot (admin users and roles),
- * not by `default_member_permissions`, so the same rule holds on Slack and Discord.
+ * not by `default_member_permissions`, so the same rule holds on Slack and Discord. Visibility, also
+ * the same on both: every reply is ephemeral to the invoker except the `ask` answer, which is posted
+ * for the channel (its description says so, as Discord shows it in the command picker).
  */
 export function supportCommandJson(): RESTPostAPIChatInputApplicationCommandsJSONBody {
   return new SlashCommandBuilder()
@@ -30,7 +32,7 @@ export function supportCommandJson(): RESTPostAPIChatInputApplicationCommandsJSO
     .addSubcommand((s) =>
       s
         .setName('ask')
-        .setDescription('Answer a question here')
+        .setDescription('Answer a question here; the answer is posted for everyone in the channel')
         .addStringOption((o) =>
           o.setName('question').setDescription('Your question').setRequired(true).setMaxLength(4000),
         ),

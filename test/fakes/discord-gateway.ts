@@ -298,7 +298,14 @@ export function member(u: APIUser, roles: string[] = []): APIGuildMember {
   };
 }
 
-/** A user's message as MESSAGE_CREATE carries it (message object + guild_id, member, mentions with members). */
+/**
+ * A user's message as MESSAGE_CREATE carries it (message object + guild_id, member, mentions with
+ * members). A reply (`replyTo`) is type 19 (REPLY) with a `message_reference` to the replied-to
+ * message and that message as `referenced_message`; when the reply pings (`ping`, the client's
+ * default), the replied-to author is also in `mentions`, though not in the content
+ * (https://discord.com/developers/docs/resources/message#message-object,
+ * #message-reference-structure, and the allowed-mentions `replied_user` rule).
+ */
 export function messageCreate(options: {
   channelId: string;
   author: APIUser;
@@ -309,10 +316,15 @@ export function messageCreate(options: {
   mentionRoles?: string[];
   /** Set 1 for a DM (the event carries `channel_type` for DMs). */
   channelType?: ChannelType;
-  /** Reply to this message. */
-  replyTo?: { messageId: string; channelId: string };
+  /** Reply to this message (as posted, e.g. one of `FakeDiscordRest.messages`); `ping` defaults to true. */
+  replyTo?: { message: APIMessage; ping?: boolean };
   id?: string;
 }) {
+  const reply = options.replyTo;
+  const mentioned = [...(options.mentions ?? [])];
+  if (reply && reply.ping !== false && !mentioned.some((u) => u.id === reply.message.author.id)) {
+    mentioned.push(reply.message.author);
+  }
   const message: APIMessage = {
     id: options.id ?? snowflake(),
     channel_id: options.channelId,
@@ -322,21 +334,22 @@ export function messageCreate(options: {
     edited_timestamp: null,
     tts: false,
     mention_everyone: false,
-    mentions: options.mentions ?? [],
+    mentions: mentioned,
     mention_roles: options.mentionRoles ?? [],
     attachments: [],
     embeds: [],
     pinned: false,
-    type: options.replyTo ? MessageType.Reply : MessageType.Default,
+    type: reply ? MessageType.Reply : MessageType.Default,
     flags: 0 as MessageFlags,
-    ...(options.replyTo
+    ...(reply
       ? {
           message_reference: {
             type: 0,
-            message_id: options.replyTo.messageId,
-            channel_id: options.replyTo.channelId,
+            message_id: reply.message.id,
+            channel_id: reply.message.channel_id,
             ...(options.guildId ? { guild_id: options.guildId } : {}),
           },
+          referenced_message: stripRecorded(reply.message),
         }
       : {}),
   };
@@ -346,7 +359,7 @@ export function messageCreate(options: {
       ? {
           guild_id: options.guildId,
           member: { ...member(options.author), user: undefined },
-          mentions: (options.mentions ?? []).map((u) => ({
+          mentions: mentioned.map((u) => ({
             ...u,
             member: { ...member(u), user: undefined },
           })),
@@ -354,6 +367,12 @@ export function messageCreate(options: {
       : {}),
     ...(options.channelType !== undefined ? { channel_type: options.channelType } : {}),
   };
+}
+
+/** The message object alone, without what a test fake recorded beside it (`body`). */
+function stripRecorded(m: APIMessage): APIMessage {
+  const { body: _body, ...rest } = m as APIMessage & { body?: unknown };
+  return rest;
 }
 
 /** MESSAGE_REACTION_ADD data (guild: with the reacting member). */
