@@ -178,7 +178,7 @@ export function makeBatch(examples: TokenizedExample[], padId = 0): Batch {
 
 /**
  * Log-probability of each position's target, [B, T] (padding positions included; weight them
- * out). Built from logSoftmax and a flat gather, so memory stays at one [B·T, vocab] tensor.
+ * out).
  */
 export function targetLogProbs(
   model: LlamaModel,
@@ -191,12 +191,10 @@ export function targetLogProbs(
     const T = (batch.ids[0] as number[]).length;
     const V = model.config.vocabSize;
     const logits = model.forward(tf.tensor2d(batch.ids, [B, T], 'int32'), { lora: adapter, ...opts });
-    const logp = tf.reshape(tf.logSoftmax(logits, -1), [-1]);
-    const idx = new Int32Array(B * T);
-    for (let b = 0; b < B; b++)
-      for (let t = 0; t < T; t++)
-        idx[b * T + t] = (b * T + t) * V + ((batch.targets[b] as number[])[t] as number);
-    return tf.reshape(tf.gather(logp, tf.tensor1d(idx, 'int32')), [B, T]) as tf.Tensor2D;
+    // A one-hot product rather than a gather: gather's gradient (UnsortedSegmentSum) has no
+    // wasm kernel. Memory is the same order as the [B, T, vocab] logits themselves.
+    const oneHot = tf.oneHot(tf.tensor2d(batch.targets, [B, T], 'int32'), V);
+    return tf.sum(tf.mul(tf.logSoftmax(logits, -1), oneHot), -1) as tf.Tensor2D;
   });
 }
 

@@ -13,8 +13,8 @@
  *
  * Tokenisation: prompt = template(prompt messages, add_generation_prompt = true); completion =
  * template(all messages)[len(prompt):] (the reply plus the template's end-of-turn marker, so the
- * model learns to stop). Each part is tokenised on its own and concatenated, which fixes the
- * loss-mask boundary exactly at the reply.
+ * model learns to stop). The loss covers the tokens after the longest common prefix of
+ * tokens(prompt) and tokens(prompt + completion).
  */
 import { readFile } from 'node:fs/promises';
 import type { ChatMessage } from '../../core/prompt.ts';
@@ -95,9 +95,24 @@ export function tokenizeRecord(
       throw new Error('the chat template does not render the prompt as a prefix of the conversation');
     completionText = full.slice(promptText.length);
   }
-  let prompt = tok.encode(promptText);
-  if (tok.addBos && tok.bosId !== null && prompt[0] !== tok.bosId) prompt = [tok.bosId, ...prompt];
-  let completion = tok.encode(completionText);
+  // The whole text is tokenised at once, as the server will tokenise it; the reply starts
+  // where the tokens of the prompt alone stop matching (a merge across the boundary, rare,
+  // moves that token into the reply).
+  let ids = tok.encode(promptText + completionText);
+  const promptIds = tok.encode(promptText);
+  let promptLength = 0;
+  while (
+    promptLength < promptIds.length &&
+    promptLength < ids.length &&
+    ids[promptLength] === promptIds[promptLength]
+  )
+    promptLength++;
+  if (tok.addBos && tok.bosId !== null && ids[0] !== tok.bosId) {
+    ids = [tok.bosId, ...ids];
+    promptLength++;
+  }
+  let prompt = ids.slice(0, promptLength);
+  let completion = ids.slice(promptLength);
   if (completion.length >= maxLength) completion = completion.slice(0, Math.max(1, maxLength - 1));
   if (prompt.length + completion.length > maxLength)
     prompt = prompt.slice(prompt.length + completion.length - maxLength);

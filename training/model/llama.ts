@@ -190,6 +190,7 @@ export class LlamaModel {
       const { cos, sin } = this.#rope(T);
       // Additive causal mask [T, T]: 0 on and below the diagonal, −1e9 above.
       const mask = tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([T, T]), -1, 0)), -1e9);
+      const groupMask = group > 1 ? tf.tile(mask, [group, 1]) : mask;
       const rope = (x: tf.Tensor): tf.Tensor => {
         // x [B, heads, T, D]; rotate_half(x) = concat(−x[..., d/2:], x[..., :d/2]).
         const [x1, x2] = tf.split(x, 2, -1) as [tf.Tensor, tf.Tensor];
@@ -202,17 +203,14 @@ export class LlamaModel {
         const x = tf.reshape(this.#rmsNorm(h, L.inputNorm), [B * T, c.hiddenSize]) as tf.Tensor2D;
         const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [B, T, n, D]), [0, 2, 1, 3]);
         const q = rope(heads(this.#linear(x, L.q, l, 'q_proj', opts), H));
-        let k = rope(heads(this.#linear(x, L.k, l, 'k_proj', opts), Hkv));
-        let v = heads(this.#linear(x, L.v, l, 'v_proj', opts), Hkv);
-        if (group > 1) {
-          // repeat_kv: query head h reads KV head ⌊h / group⌋.
-          const rep = (t: tf.Tensor) =>
-            tf.reshape(tf.tile(tf.reshape(t, [B, Hkv, 1, T, D]), [1, 1, group, 1, 1]), [B, H, T, D]);
-          k = rep(k);
-          v = rep(v);
-        }
-        const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(D)), mask);
-        const attn = tf.matMul(tf.softmax(scores, -1), v);
+        const k = rope(heads(this.#linear(x, L.k, l, 'k_proj', opts), Hkv));
+        const v = heads(this.#linear(x, L.v, l, 'v_proj', opts), Hkv);
+        // Grouped-query attention without copying K/V (HF's repeat_kv gives query head h KV head
+        // ⌊h / group⌋): query heads kv·group … kv·group + group − 1 are stacked into one
+        // [group·T, D] block per KV head, so one batched matmul serves the whole group.
+        const qg = tf.reshape(q, [B, Hkv, group * T, D]);
+        const scores = tf.add(tf.div(tf.matMul(qg, k, false, true), Math.sqrt(D)), groupMask);
+        const attn = tf.reshape(tf.matMul(tf.softmax(scores, -1), v), [B, H, T, D]);
         const merged = tf.reshape(tf.transpose(attn, [0, 2, 1, 3]), [B * T, H * D]) as tf.Tensor2D;
         h = tf.add(h, tf.reshape(this.#linear(merged, L.o, l, 'o_proj', opts), [B, T, c.hiddenSize]));
         const x2 = tf.reshape(this.#rmsNorm(h, L.postNorm), [B * T, c.hiddenSize]) as tf.Tensor2D;
