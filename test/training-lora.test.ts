@@ -152,7 +152,7 @@ describe('LoRA SFT and exports on the tiny random Llama', () => {
     });
     const file = await exportGgufLora(trained, model.config, path.join(tmp, 'all.gguf'));
     const info = await readGgufFileInfo(file);
-    expect(info.metadata.general?.type).toBe('adapter');
+    expect((info.metadata as unknown as { general: { type: string } }).general.type).toBe('adapter');
     expect(
       (info.metadata as unknown as { adapter: { type: string; lora: { alpha: number } } }).adapter,
     ).toEqual({
