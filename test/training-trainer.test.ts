@@ -100,7 +100,8 @@ describe('checkpoints and resume', () => {
     expect(b2.initialValLoss).toBe(a.initialValLoss);
     const wa = await weights(full);
     const wb = await weights(resumed);
-    wa.forEach((w, i) => expect(Buffer.from((wb[i] as Float32Array).buffer)).toEqual(Buffer.from(w.buffer)));
+    for (const [i, w] of wa.entries())
+      expect(Buffer.from((wb[i] as Float32Array).buffer)).toEqual(Buffer.from(w.buffer));
     // And the weights did move.
     expect(wa.some((w) => w.some((x) => x !== 0))).toBe(true);
     console.log(
