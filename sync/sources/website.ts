@@ -80,6 +80,8 @@ export const websiteSourceSchema = z
     timeoutSeconds: z.number().min(1).max(600).default(30),
     /** Cron expression for scheduled sync (used by `serve`); none means manual only. */
     schedule: z.string().optional(),
+    /** IANA time zone of `schedule` (`Europe/Berlin`); default the scheduler's (`TZ`). */
+    timezone: z.string().optional(),
   })
   .strict();
 
