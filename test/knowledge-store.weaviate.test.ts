@@ -1,6 +1,22 @@
-import { afterAll, beforeAll, describe } from 'vitest';
-import { WeaviateKnowledgeStore } from '../core/knowledge-store/weaviate.ts';
-import { describeKnowledgeStoreContract, describeVectorStoreContract } from './contract/knowledge-store.contract.ts';
+import { createServer } from 'node:net';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import weaviate, { generateUuid5 } from 'weaviate-client';
+import {
+  analyzeForIndex,
+  analyzeQuery,
+  classifyError,
+  localeRanges,
+  objectId,
+  WeaviateKnowledgeStore,
+} from '../core/knowledge-store/weaviate.ts';
+import {
+  describeKnowledgeStoreContract,
+  describeVectorStoreContract,
+  makeArticle,
+  makeChunks,
+  unit,
+} from './contract/knowledge-store.contract.ts';
 import { type FakeWeaviate, startFakeWeaviate } from './fakes/weaviate/server.ts';
 
 let fake: FakeWeaviate;
@@ -9,6 +25,8 @@ beforeAll(async () => {
   fake = await startFakeWeaviate();
 });
 afterAll(async () => {
+  // Every REST call the client made is one the fake implements.
+  expect(fake?.unhandled).toEqual([]);
   await fake?.close();
 });
 
@@ -20,3 +38,391 @@ describe('against the local Weaviate-speaking fake', () => {
   describeKnowledgeStoreContract('WeaviateKnowledgeStore (fake)', makeFakeStore);
   describeVectorStoreContract('WeaviateKnowledgeStore (fake)', makeFakeStore);
 });
+
+/** A TCP port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('WeaviateKnowledgeStore specifics (fake)', () => {
+  it('object ids: deterministic UUIDv5, and (source, id) pairs that concatenate alike do not collide', () => {
+    expect(objectId('chunk', 'docs', 'a', 0)).toBe(objectId('chunk', 'docs', 'a', 0));
+    expect(objectId('chunk', 'docs', 'a', 0)).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+    // The client's generateUuid5(id, ns) hashes id + ns: a plain join collides, the encoding does not.
+    expect(generateUuid5('a:b', 'c')).toBe(generateUuid5('a:', 'bc'));
+    const pairs: [string, string][] = [
+      ['a:b', 'c'],
+      ['a', 'b:c'],
+      ['a', 'b\u0000c'],
+      ['a\u0000b', 'c'],
+      ['a","b', 'c'],
+      ['a', '","b","c'],
+      ['', 'ab'],
+      ['ab', ''],
+    ];
+    const ids = new Set(pairs.map(([source, id]) => objectId('chunk', source, id, 0)));
+    expect(ids.size).toBe(pairs.length);
+    expect(objectId('chunk', 'docs', 'a', 1)).not.toBe(objectId('chunk', 'docs', 'a1', 0));
+    expect(objectId('article', 'docs', 'a')).not.toBe(objectId('chunk', 'docs', 'a', 0));
+  });
+
+  it('analysis: stems like the index, CJK bigrams, stop words only when nothing else, null when nothing is left', () => {
+    expect(analyzeForIndex('Refunded invoices')).toBe('refund invoic');
+    expect(analyzeQuery('How do I refund my INVOICES?')).toBe('refund invoic');
+    expect(analyzeQuery('how to')).toBe('how to');
+    expect(analyzeForIndex('再設定')).toBe('再 設 定 再設 設定');
+    expect(analyzeQuery('再設定')).toBe('再設 設定');
+    expect(analyzeQuery('🙂 ?!')).toBeNull();
+    expect(localeRanges('zh-Hant-TW')).toEqual(['zh', 'zh-hant', 'zh-hant-tw']);
+  });
+
+  it('creates both collections with an explicit schema: multi-tenancy, vectorizer none, tokenization, BM25 defaults', async () => {
+    const store = await makeFakeStore();
+    await store.close();
+    const chunks = fake.engine.getClass('SupportbotChunk')?.def;
+    const articles = fake.engine.getClass('SupportbotChunkArticle')?.def;
+    expect(chunks?.multiTenancyConfig).toMatchObject({ enabled: true, autoTenantCreation: false });
+    expect(articles?.multiTenancyConfig).toMatchObject({ enabled: true });
+    expect(chunks?.invertedIndexConfig).toMatchObject({
+      bm25: { k1: 1.2, b: 0.75 },
+      stopwords: { preset: 'none' },
+    });
+    const vector = Object.values(chunks?.vectorConfig ?? {})[0];
+    expect(vector?.vectorizer).toHaveProperty('none');
+    expect(vector?.vectorIndexType).toBe('hnsw');
+    expect(vector?.vectorIndexConfig?.distance).toBe('cosine');
+    const prop = (name: string) => chunks?.properties.find((p) => p.name === name);
+    for (const name of ['titleSearch', 'headingsSearch', 'bodySearch']) {
+      expect(prop(name)).toMatchObject({
+        dataType: ['text'],
+        tokenization: 'whitespace',
+        indexSearchable: true,
+      });
+    }
+    for (const name of [
+      'source',
+      'articleId',
+      'tags',
+      'accessGroups',
+      'localeRanges',
+      'chunkId',
+      'writeId',
+    ]) {
+      expect(prop(name)).toMatchObject({
+        tokenization: 'field',
+        indexFilterable: true,
+        indexSearchable: false,
+      });
+    }
+    // Raw text is stored for answers, not indexed (the analysed copies are).
+    expect(prop('text')).toMatchObject({ indexSearchable: false, indexFilterable: false });
+    expect(fake.engine.tenants('SupportbotChunk')).toContain(`t${tenants}`);
+  });
+
+  it('a named vectorizer module goes into the schema; gse tokenization needs the server flag', async () => {
+    const schema = WeaviateKnowledgeStore.schema({
+      collection: 'Vectorized',
+      vectorizer: 'text2vec-transformers',
+    });
+    const client = await weaviate.connectToCustom({
+      httpHost: '127.0.0.1',
+      httpPort: Number(new URL(fake.url).port),
+      grpcHost: '127.0.0.1',
+      grpcPort: Number(new URL(fake.grpcUrl).port),
+    });
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: the schema object is built at run time
+      await client.collections.create(schema.chunks as any);
+      const def = fake.engine.getClass('Vectorized')?.def;
+      const vector = Object.values(def?.vectorConfig ?? {})[0];
+      expect(vector?.vectorizer).toEqual({ 'text2vec-transformers': { properties: ['title', 'text'] } });
+    } finally {
+      await client.close();
+    }
+    await expect(
+      WeaviateKnowledgeStore.connect({
+        url: fake.url,
+        grpcUrl: fake.grpcUrl,
+        collection: 'Gse',
+        tokenization: 'gse',
+      }),
+    ).rejects.toThrow(/ENABLE_TOKENIZER_GSE/);
+  });
+
+  it('tenants are isolated: one workspace never sees another one’s articles', async () => {
+    const acme = await WeaviateKnowledgeStore.connect({
+      url: fake.url,
+      grpcUrl: fake.grpcUrl,
+      tenant: 'acme',
+    });
+    const globex = await WeaviateKnowledgeStore.connect({
+      url: fake.url,
+      grpcUrl: fake.grpcUrl,
+      tenant: 'globex',
+    });
+    try {
+      const a = makeArticle({ id: 'same-id', title: 'Acme refunds' });
+      await acme.upsertArticle(a, makeChunks(a, ['acme refund rules']), 'h-acme');
+      const g = makeArticle({ id: 'same-id', title: 'Globex refunds' });
+      await globex.upsertArticle(g, makeChunks(g, ['globex refund rules']), 'h-globex');
+      expect((await acme.search('refund', { k: 5 })).map((h) => h.chunk.title)).toEqual(['Acme refunds']);
+      expect((await globex.search('refund', { k: 5 })).map((h) => h.chunk.title)).toEqual(['Globex refunds']);
+      await acme.deleteArticles('docs', ['same-id']);
+      expect(await acme.stats()).toMatchObject({ articles: 0, chunks: 0 });
+      expect(await globex.stats()).toMatchObject({ articles: 1, chunks: 1 });
+      expect(globex.id).toMatch(/#globex$/);
+    } finally {
+      await Promise.all([acme.close(), globex.close()]);
+    }
+  });
+
+  it('a batch with per-object errors throws store-write-failed naming them', async () => {
+    const store = await makeFakeStore();
+    try {
+      fake.rejectObjects((obj) => (obj.properties.chunkIndex === 1 ? 'shard is read-only' : null));
+      const a = makeArticle({ id: 'a' });
+      const err = await store
+        .upsertArticle(a, makeChunks(a, ['one', 'two', 'three']), 'h')
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'store-write-failed' });
+      expect((err as Error).message).toMatch(/1 of 3 objects.*#1 .*shard is read-only/);
+      // The hash is written last, so the failed article is not recorded as synced.
+      expect(await store.listArticleHashes('docs')).toEqual([]);
+    } finally {
+      fake.rejectObjects(null);
+      await store.close();
+    }
+  });
+
+  it('hybrid scores follow Weaviate’s fusion: ranked 1/(60 + rank) from 0, relative min-max', async () => {
+    const store = await makeFakeStore();
+    try {
+      await store.setEmbeddingInfo?.({ model: 'test:axes-4', dimensions: 4 });
+      const put = async (id: string, text: string, v: Float32Array) => {
+        const a = makeArticle({ id });
+        await store.upsertArticle(a, makeChunks(a, [text]), 'h', [v]);
+      };
+      await put('both', 'zebra zebra zebra', unit(1));
+      await put('text', 'zebra', unit(0, 1));
+      await put('vec', 'nothing here', unit(1, 0.2));
+      const ranked = await store.search('zebra', { k: 3, vector: unit(1), fusion: 'rrf', alpha: 0.5 });
+      // BM25: both, text. Vector: both, vec, text (cosine 1, 0.98, 0).
+      expect(ranked.map((h) => h.chunk.articleId)).toEqual(['both', 'text', 'vec']);
+      expect(ranked[0]?.score).toBeCloseTo(0.5 / 60 + 0.5 / 60, 6);
+      expect(ranked[1]?.score).toBeCloseTo(0.5 / 61 + 0.5 / 62, 6);
+      expect(ranked[2]?.score).toBeCloseTo(0.5 / 61, 6);
+      const relative = await store.search('zebra', {
+        k: 3,
+        vector: unit(1),
+        fusion: 'relative',
+        alpha: 0.25,
+      });
+      // "both" is best in both lists: 0.75 · 1 + 0.25 · 1.
+      expect(relative[0]?.chunk.articleId).toBe('both');
+      expect(relative[0]?.score).toBeCloseTo(1, 6);
+      // "text" is the worse BM25 hit (0) and the farthest vector (0): 0.
+      expect(relative.find((h) => h.chunk.articleId === 'text')?.score).toBeCloseTo(0, 6);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a concurrent search never finds a re-written article without chunks', async () => {
+    const store = await makeFakeStore();
+    try {
+      const a = makeArticle({ id: 'live', title: 'Walrus care' });
+      const texts = (v: string, n: number) => Array.from({ length: n }, (_, i) => `walrus ${v} part ${i}`);
+      await store.upsertArticle(a, makeChunks(a, texts('old', 30)), 'v1');
+      let done = false;
+      const seen: number[] = [];
+      const reader = (async () => {
+        while (!done) seen.push((await store.search('walrus', { k: 100 })).length);
+      })();
+      for (let round = 0; round < 3; round++) {
+        await store.upsertArticle(a, makeChunks(a, texts(`new${round}`, 20 + round)), `v${round + 2}`);
+      }
+      done = true;
+      await reader;
+      expect(seen.length).toBeGreaterThan(0);
+      expect(Math.min(...seen)).toBeGreaterThan(0);
+      const final = await store.search('walrus', { k: 100 });
+      expect(final).toHaveLength(22);
+      expect(final.every((h) => h.chunk.text.includes('new2'))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  describe('retries and failures', () => {
+    const fast = () =>
+      WeaviateKnowledgeStore.connect({
+        url: fake.url,
+        grpcUrl: fake.grpcUrl,
+        tenant: `t${++tenants}`,
+        retries: 2,
+        retryBaseMs: 5,
+      });
+
+    it('retries RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED with backoff, then succeeds', async () => {
+      const store = await fast();
+      try {
+        const a = makeArticle({ id: 'a' });
+        fake.failNext('BatchObjects', status.RESOURCE_EXHAUSTED, 2);
+        const writes = fake.calls.get('BatchObjects') ?? 0;
+        await store.upsertArticle(a, makeChunks(a, ['otter']), 'h');
+        // One chunk + one article record, and the two injected failures.
+        expect((fake.calls.get('BatchObjects') ?? 0) - writes).toBe(4);
+        fake.failNext('Search', status.DEADLINE_EXCEEDED, 2);
+        const searches = fake.calls.get('Search') ?? 0;
+        expect((await store.search('otter', { k: 1 }))[0]?.chunk.articleId).toBe('a');
+        expect((fake.calls.get('Search') ?? 0) - searches).toBe(3);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('gives up after the retries with store-unavailable; does not retry a real error', async () => {
+      const store = await fast();
+      try {
+        fake.failNext('Search', status.RESOURCE_EXHAUSTED, 10);
+        await expect(store.search('otter', { k: 1 })).rejects.toMatchObject({ code: 'store-unavailable' });
+        fake.failNext('Search', status.RESOURCE_EXHAUSTED, 0);
+        fake.failNext('Search', status.INVALID_ARGUMENT, 1);
+        const before = fake.calls.get('Search') ?? 0;
+        const err = await store.search('otter', { k: 1 }).catch((e: unknown) => e);
+        expect((err as { code?: string }).code).not.toBe('store-unavailable');
+        expect((fake.calls.get('Search') ?? 0) - before).toBe(1);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('retries a 503 at connect', async () => {
+      fake.failNextHttp(503, 2);
+      const store = await fast();
+      await store.close();
+    });
+
+    it('classifies client errors', () => {
+      expect(classifyError(new Error('/weaviate.v1.Weaviate/Search RESOURCE_EXHAUSTED: slow down'))).toBe(
+        'retry',
+      );
+      expect(
+        classifyError(new Error('/weaviate.v1.Weaviate/Search UNAVAILABLE: No connection established')),
+      ).toBe('down');
+      expect(
+        classifyError(
+          Object.assign(new Error('x'), { name: 'WeaviateUnexpectedStatusCodeError', code: 502 }),
+        ),
+      ).toBe('retry');
+      expect(
+        classifyError(
+          Object.assign(new Error('x'), { name: 'WeaviateUnexpectedStatusCodeError', code: 422 }),
+        ),
+      ).toBe('fail');
+      expect(classifyError(new Error('class Foo not found'))).toBe('fail');
+    });
+
+    it('a down Weaviate is store-unavailable at connect, fast, with no unhandled rejection', async () => {
+      const port = await closedPort();
+      const started = Date.now();
+      const err = await WeaviateKnowledgeStore.connect({
+        url: `http://127.0.0.1:${port}`,
+        retries: 1,
+        retryBaseMs: 5,
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'store-unavailable' });
+      expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    });
+
+    it('Weaviate going away after connect: a search fails with store-unavailable within the query timeout', async () => {
+      const own = await startFakeWeaviate();
+      const store = await WeaviateKnowledgeStore.connect({
+        url: own.url,
+        grpcUrl: own.grpcUrl,
+        timeoutSeconds: { query: 1 },
+      });
+      try {
+        await own.close();
+        const started = Date.now();
+        await expect(store.search('otter', { k: 1 })).rejects.toMatchObject({ code: 'store-unavailable' });
+        expect(Date.now() - started).toBeLessThan(5_000);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('an API key is sent on REST and gRPC; a wrong one is a clear error, not store-unavailable', async () => {
+      const secured = await startFakeWeaviate({ apiKey: 'sekrit' });
+      try {
+        const store = await WeaviateKnowledgeStore.connect({
+          url: secured.url,
+          grpcUrl: secured.grpcUrl,
+          apiKey: 'sekrit',
+        });
+        const a = makeArticle({ id: 'a' });
+        await store.upsertArticle(a, makeChunks(a, ['otter']), 'h');
+        expect(await store.search('otter', { k: 1 })).toHaveLength(1);
+        await store.close();
+        await expect(
+          WeaviateKnowledgeStore.connect({
+            url: secured.url,
+            grpcUrl: secured.grpcUrl,
+            apiKey: 'wrong',
+            retries: 0,
+          }),
+        ).rejects.toMatchObject({ code: 'store-error' });
+      } finally {
+        await secured.close();
+      }
+    });
+  });
+});
+
+// The same suites against a real Weaviate (>= 1.27, gRPC reachable), e.g.
+// WEAVIATE_URL=http://localhost:8080 [WEAVIATE_GRPC_URL=http://localhost:50051] [WEAVIATE_API_KEY=…].
+// Collections are named per run and deleted afterwards.
+const real = process.env.WEAVIATE_URL;
+describe.skipIf(!real)('against a real Weaviate (WEAVIATE_URL; skipped when it is not set)', () => {
+  const collection = `SupportbotTest${Date.now()}`;
+  let n = 0;
+  const makeRealStore = () =>
+    WeaviateKnowledgeStore.connect({
+      url: real as string,
+      grpcUrl: process.env.WEAVIATE_GRPC_URL,
+      apiKey: process.env.WEAVIATE_API_KEY,
+      collection,
+      tenant: `t${++n}`,
+    });
+  afterAll(async () => {
+    const url = new URL(real as string);
+    const grpc = new URL(process.env.WEAVIATE_GRPC_URL ?? `${url.protocol}//${url.hostname}:50051`);
+    const client = await weaviate.connectToCustom({
+      httpHost: url.hostname,
+      httpPort: Number(url.port) || (url.protocol === 'https:' ? 443 : 80),
+      httpSecure: url.protocol === 'https:',
+      grpcHost: grpc.hostname,
+      grpcPort: Number(grpc.port) || 50051,
+      grpcSecure: grpc.protocol === 'https:',
+      authCredentials: process.env.WEAVIATE_API_KEY
+        ? new weaviate.ApiKey(process.env.WEAVIATE_API_KEY)
+        : undefined,
+    });
+    await client.collections.delete(collection).catch(() => {});
+    await client.collections.delete(`${collection}Article`).catch(() => {});
+    await client.close();
+  });
+  describeKnowledgeStoreContract('WeaviateKnowledgeStore (real Weaviate)', makeRealStore);
+  describeVectorStoreContract('WeaviateKnowledgeStore (real Weaviate)', makeRealStore);
+});
+if (!real) {
+  // Say why in the run's output, not only in the skipped suite's name.
+  console.info('knowledge-store.weaviate: real-Weaviate suites skipped (set WEAVIATE_URL to run them)');
+}

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateKnowledge } from '../bot/migrate.ts';
-import type { ExportedArticle, KnowledgeStore } from '../core/knowledge-store.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { WeaviateKnowledgeStore } from '../core/knowledge-store/weaviate.ts';
+import type { ExportedArticle, KnowledgeStore } from '../core/knowledge-store.ts';
 import { makeArticle, makeChunks, unit } from './contract/knowledge-store.contract.ts';
 import { type FakeWeaviate, startFakeWeaviate } from './fakes/weaviate/server.ts';
 
@@ -34,18 +34,39 @@ async function exported(store: KnowledgeStore): Promise<ExportedArticle[]> {
 /** A store with the field shapes that can go wrong in a copy: null url, CJK, groups, headings, missing vectors. */
 async function seed(store: SqliteKnowledgeStore): Promise<void> {
   await store.setEmbeddingInfo(info);
-  const a = makeArticle({ id: 'billing/refunds', title: 'Refunds', tags: ['billing', 'tax'], locale: 'en-US' });
+  const a = makeArticle({
+    id: 'billing/refunds',
+    title: 'Refunds',
+    tags: ['billing', 'tax'],
+    locale: 'en-US',
+  });
   await store.upsertArticle(
     a,
-    makeChunks(a, ['Refund an invoice from the billing page.', 'Refunds take 5 days.'], ['Billing', 'Refunds']),
+    makeChunks(
+      a,
+      ['Refund an invoice from the billing page.', 'Refunds take 5 days.'],
+      ['Billing', 'Refunds'],
+    ),
     'hash-a',
     [unit(1), unit(1, 0.5)],
   );
-  const b = makeArticle({ id: 'ja/パスワード', title: 'パスワード', url: null, locale: 'ja', accessGroups: ['staff'] });
-  await store.upsertArticle(b, makeChunks(b, ['パスワードを再設定する方法を説明します。']), 'hash-b', [unit(0, 1)]);
+  const b = makeArticle({
+    id: 'ja/パスワード',
+    title: 'パスワード',
+    url: null,
+    locale: 'ja',
+    accessGroups: ['staff'],
+  });
+  await store.upsertArticle(b, makeChunks(b, ['パスワードを再設定する方法を説明します。']), 'hash-b', [
+    unit(0, 1),
+  ]);
   const c = makeArticle({ id: 'c', source: 'zendesk', title: 'Bank feeds', sourcePath: 'zendesk/123.md' });
   // Written without vectors, then only the first chunk embedded: a sync that had not finished.
-  await store.upsertArticle(c, makeChunks(c, ['Error E1042 means reconnect.', 'Reconnect from settings.']), 'hash-c');
+  await store.upsertArticle(
+    c,
+    makeChunks(c, ['Error E1042 means reconnect.', 'Reconnect from settings.']),
+    'hash-c',
+  );
   await store.upsertVectors([{ chunkId: 'zendesk:c#0', vector: unit(0, 0, 1) }]);
   const d = makeArticle({ id: 'empty' });
   await store.upsertArticle(d, [], 'hash-d');
@@ -80,9 +101,9 @@ describe('migrateKnowledge', () => {
       expect(near[0]?.chunk.id).toBe('zendesk:c#0');
       const nearThere = await middle.search('', { k: 1, vector: unit(0, 0, 1), mode: 'vector' });
       expect(nearThere[0]?.chunk.id).toBe('zendesk:c#0');
-      expect((await middle.search('再設定', { k: 5, filter: { accessGroups: ['staff'] } }))[0]?.chunk.articleId).toBe(
-        'ja/パスワード',
-      );
+      expect(
+        (await middle.search('再設定', { k: 5, filter: { accessGroups: ['staff'] } }))[0]?.chunk.articleId,
+      ).toBe('ja/パスワード');
     } finally {
       await Promise.all([source.close(), middle.close(), back.close()]);
     }

@@ -677,9 +677,7 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
     for (const key of keys) {
       this.#loadEmbeddingInfo();
       const vec = this.#vec;
-      const vectorOf = vec
-        ? db.prepare(`SELECT embedding FROM ${VECTOR_TABLE} WHERE pk = ?`).pluck()
-        : null;
+      const vectorOf = vec ? db.prepare(`SELECT embedding FROM ${VECTOR_TABLE} WHERE pk = ?`).pluck() : null;
       const read = db.transaction(() => {
         const a = articleRow.get(key.source, key.id) as
           | {
@@ -712,7 +710,8 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
           },
           contentHash: a.content_hash,
           chunks: rows.map((row) => {
-            const { title, url, sourcePath, tags, accessGroups, locale, updatedAt, ...chunk } = toStoredChunk(row);
+            const { title, url, sourcePath, tags, accessGroups, locale, updatedAt, ...chunk } =
+              toStoredChunk(row);
             return chunk;
           }),
         };

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { stemmer } from 'stemmer';
 import weaviate, {
   type Collection,
-  type FilterValue,
   Filters,
+  type FilterValue,
   generateUuid5,
   type WeaviateClient,
   type WeaviateObject,
@@ -18,7 +18,12 @@ import type {
   KnowledgeStore,
 } from '../knowledge-store.ts';
 import type { Article, Chunk, SearchFilter, SearchHit, StoredChunk } from '../types.ts';
-import { buildMatchExpression, DEFAULT_ALPHA, DEFAULT_BM25_WEIGHTS, DEFAULT_MAX_QUERY_TERMS } from './sqlite.ts';
+import {
+  buildMatchExpression,
+  DEFAULT_ALPHA,
+  DEFAULT_BM25_WEIGHTS,
+  DEFAULT_MAX_QUERY_TERMS,
+} from './sqlite.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -233,13 +238,15 @@ export function localeRanges(locale: string): string[] {
 // ---------------------------------------------------------------------------------------------
 
 /** Failures worth a retry: overload and deadline statuses, HTTP 429/5xx, a reset connection. */
-const RETRYABLE = /\b(DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED)\b|ECONNRESET|socket hang up|status code: (429|5\d\d)\b/;
+const RETRYABLE =
+  /\b(DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED)\b|ECONNRESET|socket hang up|status code: (429|5\d\d)\b/;
 /**
  * Failures that mean Weaviate is down. gRPC UNAVAILABLE arrives here only after the client's own
  * retries (weaviate-client retries it 5 times with exponential backoff from 1 s), so retrying
  * again would only keep a caller waiting; the same for a refused connection and a request timeout.
  */
-const DOWN = /\bUNAVAILABLE\b|ECONNREFUSED|fetch failed|No connection established|timed out|gRPC health check/;
+const DOWN =
+  /\bUNAVAILABLE\b|ECONNREFUSED|fetch failed|No connection established|timed out|gRPC health check/;
 
 /**
  * How to treat a client error: `retry` (backoff and try again), `down` (Weaviate unreachable:
@@ -260,9 +267,13 @@ export function classifyError(err: unknown): 'retry' | 'down' | 'fail' {
 
 function unavailable(url: string, err: unknown): SupportbotError {
   const detail = (err as Error)?.message ?? String(err);
-  return new SupportbotError('store-unavailable', `Weaviate at ${url} is not reachable: ${detail.slice(0, 300)}`, {
-    cause: err,
-  });
+  return new SupportbotError(
+    'store-unavailable',
+    `Weaviate at ${url} is not reachable: ${detail.slice(0, 300)}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,7 +320,9 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   readonly tenant: string;
   readonly collectionName: string;
   readonly articleCollectionName: string;
-  readonly #options: Required<Pick<WeaviateKnowledgeStoreOptions, 'retries' | 'retryBaseMs' | 'insertConcurrency'>> &
+  readonly #options: Required<
+    Pick<WeaviateKnowledgeStoreOptions, 'retries' | 'retryBaseMs' | 'insertConcurrency'>
+  > &
     WeaviateKnowledgeStoreOptions;
   #client: WeaviateClient | null;
   readonly #chunks: AnyCollection;
@@ -328,7 +341,11 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     this.#chunks = client.collections.use(this.collectionName).withTenant(tenant) as AnyCollection;
     this.#articles = client.collections.use(this.articleCollectionName).withTenant(tenant) as AnyCollection;
     const w = options.weights ?? DEFAULT_BM25_WEIGHTS;
-    this.#queryProperties = [`titleSearch^${w.title}`, `headingsSearch^${w.headings}`, `bodySearch^${w.body}`];
+    this.#queryProperties = [
+      `titleSearch^${w.title}`,
+      `headingsSearch^${w.headings}`,
+      `bodySearch^${w.body}`,
+    ];
   }
 
   /**
@@ -341,7 +358,10 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   static async connect(options: WeaviateKnowledgeStoreOptions): Promise<WeaviateKnowledgeStore> {
     const tenant = options.tenant ?? 'default';
     if (!TENANT_NAME.test(tenant)) {
-      throw new SupportbotError('invalid-option', `Weaviate tenant must match ${TENANT_NAME}, got ${JSON.stringify(tenant)}`);
+      throw new SupportbotError(
+        'invalid-option',
+        `Weaviate tenant must match ${TENANT_NAME}, got ${JSON.stringify(tenant)}`,
+      );
     }
     const collection = options.collection ?? 'SupportbotChunk';
     if (!CLASS_NAME.test(collection)) {
@@ -384,7 +404,9 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         // port means down at once; 5xx/429 are retried; anything else (a 401) is a real error.
         const kind = classifyError(err);
         if (kind === 'fail') {
-          throw new SupportbotError('store-error', `Weaviate at ${options.url}: ${(err as Error).message}`, { cause: err });
+          throw new SupportbotError('store-error', `Weaviate at ${options.url}: ${(err as Error).message}`, {
+            cause: err,
+          });
         }
         if (kind === 'down' || attempt >= retries) throw unavailable(options.url, err);
         await sleep(backoff(base, attempt));
@@ -405,17 +427,33 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     const collection = options.collection ?? 'SupportbotChunk';
     const tokenization = options.tokenization ?? 'whitespace';
     const field = (name: string, dataType: 'text' | 'text[]') =>
-      ({ name, dataType, tokenization: 'field', indexFilterable: true, indexSearchable: false, skipVectorization: true }) as const;
+      ({
+        name,
+        dataType,
+        tokenization: 'field',
+        indexFilterable: true,
+        indexSearchable: false,
+        skipVectorization: true,
+      }) as const;
     const stored = (name: string, dataType: 'text' | 'text[]' | 'int' | 'boolean', vectorize = false) =>
       ({
         name,
         dataType,
         indexFilterable: false,
-        ...(dataType === 'text' || dataType === 'text[]' ? { indexSearchable: false, tokenization: 'word' as const } : {}),
+        ...(dataType === 'text' || dataType === 'text[]'
+          ? { indexSearchable: false, tokenization: 'word' as const }
+          : {}),
         skipVectorization: !vectorize,
       }) as const;
     const searchable = (name: string) =>
-      ({ name, dataType: 'text', tokenization, indexSearchable: true, indexFilterable: true, skipVectorization: true }) as const;
+      ({
+        name,
+        dataType: 'text',
+        tokenization,
+        indexSearchable: true,
+        indexFilterable: true,
+        skipVectorization: true,
+      }) as const;
     const vectorizer = options.vectorizer && options.vectorizer !== 'none' ? options.vectorizer : null;
     const none = weaviate.configure.vectorizer.none({
       vectorIndexConfig: weaviate.configure.vectorIndex.hnsw({ distanceMetric: 'cosine' }),
@@ -519,7 +557,12 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
    *   `invalid-option` (nothing written), `store-write-failed` (a batch reported object errors),
    *   `store-unavailable`, `store-closed`.
    */
-  async upsertArticle(article: Article, chunks: Chunk[], contentHash: string, vectors?: Float32Array[]): Promise<void> {
+  async upsertArticle(
+    article: Article,
+    chunks: Chunk[],
+    contentHash: string,
+    vectors?: Float32Array[],
+  ): Promise<void> {
     this.#open();
     for (const chunk of chunks) {
       if (chunk.source !== article.source || chunk.articleId !== article.id) {
@@ -531,7 +574,10 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     }
     if (vectors !== undefined) await this.#checkVectors(vectors, chunks.length);
     if (this.#options.vectorizer && this.#options.vectorizer !== 'none' && vectors?.length) {
-      throw new SupportbotError('invalid-option', `the collection is vectorized by ${this.#options.vectorizer}; do not pass vectors`);
+      throw new SupportbotError(
+        'invalid-option',
+        `the collection is vectorized by ${this.#options.vectorizer}; do not pass vectors`,
+      );
     }
     const writeId = randomUUID();
     const objects = chunks.map((chunk, i) => ({
@@ -560,7 +606,10 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     for (let i = 0; i < ids.length; i += 500) {
       const part = ids.slice(i, i + 500);
       const where = (c: AnyCollection) =>
-        Filters.and(c.filter.byProperty('source').equal(source), c.filter.byProperty('articleId').containsAny(part));
+        Filters.and(
+          c.filter.byProperty('source').equal(source),
+          c.filter.byProperty('articleId').containsAny(part),
+        );
       // Chunks first: an article record without chunks is harmless (its hash just goes), the
       // reverse would leave orphan chunks no listArticleHashes can find.
       await this.#deleteMany(this.#chunks, where(this.#chunks));
@@ -574,7 +623,13 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     const out: ArticleHash[] = [];
     // Weaviate's cursor (`after`) cannot be combined with filters, so this walks every record of
     // the tenant and keeps one source's; records are small (no text, no vector).
-    for await (const obj of this.#walk(this.#articles, ['kind', 'source', 'articleId', 'sourcePath', 'contentHash'])) {
+    for await (const obj of this.#walk(this.#articles, [
+      'kind',
+      'source',
+      'articleId',
+      'sourcePath',
+      'contentHash',
+    ])) {
       const p = obj.properties as unknown as ArticleProps;
       if (p.kind === 'article' && p.source === source) {
         out.push({ articleId: p.articleId, sourcePath: p.sourcePath, contentHash: p.contentHash });
@@ -620,7 +675,11 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     const q = this.#chunks.query;
     const res = await this.#retry(async () => {
       if (mode === 'bm25') {
-        return q.bm25(text ?? '', { ...common, queryProperties: this.#queryProperties, returnMetadata: ['score'] });
+        return q.bm25(text ?? '', {
+          ...common,
+          queryProperties: this.#queryProperties,
+          returnMetadata: ['score'],
+        });
       }
       const vector = Array.from(options.vector as Float32Array);
       if (mode === 'vector') return q.nearVector(vector, { ...common, returnMetadata: ['distance'] });
@@ -658,7 +717,9 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     }
     const groups = filter?.accessGroups ?? [];
     const isPublic = f.byProperty('isPublic').equal(true);
-    parts.push(groups.length === 0 ? isPublic : Filters.or(isPublic, f.byProperty('accessGroups').containsAny(groups)));
+    parts.push(
+      groups.length === 0 ? isPublic : Filters.or(isPublic, f.byProperty('accessGroups').containsAny(groups)),
+    );
     return parts.length === 1 ? (parts[0] as FilterValue) : Filters.and(...parts);
   }
 
@@ -681,7 +742,10 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   async setEmbeddingInfo(info: EmbeddingInfo, options: { reset?: boolean } = {}): Promise<void> {
     this.#open();
     if (!Number.isInteger(info.dimensions) || info.dimensions < 1 || info.dimensions > 65535) {
-      throw new SupportbotError('invalid-option', `embedding dimensions must be an integer in 1..65535, got ${info.dimensions}`);
+      throw new SupportbotError(
+        'invalid-option',
+        `embedding dimensions must be an integer in 1..65535, got ${info.dimensions}`,
+      );
     }
     if (!info.model) throw new SupportbotError('invalid-option', 'embedding model id must not be empty');
     const current = await this.#embeddingInfo(true);
@@ -835,7 +899,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         },
         contentHash: p.contentHash,
         chunks: items.map(({ props }) => {
-          const { title, url, sourcePath, tags, accessGroups, locale, updatedAt, ...chunk } = toStoredChunk(props);
+          const { title, url, sourcePath, tags, accessGroups, locale, updatedAt, ...chunk } =
+            toStoredChunk(props);
           return chunk;
         }),
         vectors: items.map(({ props, vector }) => (props.hasVector && vector ? vector : null)),
@@ -854,7 +919,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   // -------------------------------------------------------------------------------------------
 
   #open(): WeaviateClient {
-    if (this.#client === null) throw new SupportbotError('store-closed', `knowledge store ${this.id} is closed`);
+    if (this.#client === null)
+      throw new SupportbotError('store-closed', `knowledge store ${this.id} is closed`);
     return this.#client;
   }
 
@@ -948,11 +1014,18 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   }
 
   /** Every object of a collection's tenant, via the cursor API (`after` = last uuid). */
-  async *#walk(collection: AnyCollection, returnProperties?: string[]): AsyncGenerator<WeaviateObject<undefined, undefined>> {
+  async *#walk(
+    collection: AnyCollection,
+    returnProperties?: string[],
+  ): AsyncGenerator<WeaviateObject<undefined, undefined>> {
     let after: string | undefined;
     for (;;) {
       const res = await this.#retry(() =>
-        collection.query.fetchObjects({ after, limit: PAGE, ...(returnProperties ? { returnProperties } : {}) }),
+        collection.query.fetchObjects({
+          after,
+          limit: PAGE,
+          ...(returnProperties ? { returnProperties } : {}),
+        }),
       );
       for (const obj of res.objects) yield obj as WeaviateObject<undefined, undefined>;
       if (res.objects.length < PAGE) return;
@@ -987,8 +1060,10 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
       );
     }
     for (const v of vectors) {
-      if (v.length !== info.dimensions) throw embeddingMismatch(info, { model: 'the given vectors', dimensions: v.length });
-      if (!v.every(Number.isFinite)) throw new SupportbotError('invalid-option', 'vectors must hold finite numbers');
+      if (v.length !== info.dimensions)
+        throw embeddingMismatch(info, { model: 'the given vectors', dimensions: v.length });
+      if (!v.every(Number.isFinite))
+        throw new SupportbotError('invalid-option', 'vectors must hold finite numbers');
     }
   }
 
@@ -996,7 +1071,10 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   async #dropVectors(): Promise<void> {
     const all: { id: string; properties: ChunkProps }[] = [];
     for await (const obj of this.#walk(this.#chunks)) {
-      all.push({ id: obj.uuid, properties: { ...(obj.properties as unknown as ChunkProps), hasVector: false } });
+      all.push({
+        id: obj.uuid,
+        properties: { ...(obj.properties as unknown as ChunkProps), hasVector: false },
+      });
     }
     const handle = this.#open().collections.use(this.collectionName);
     await this.#retry(() => handle.tenants.remove([{ name: this.tenant }]));

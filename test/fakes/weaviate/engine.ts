@@ -27,7 +27,7 @@
  *   must be present; a filter on a property without a filterable index fails, as does the cursor
  *   (`after`) combined with a filter or a search.
  */
-import { reciprocalRankFusion, relativeScoreFusion, type Ranked } from '../../../core/fusion.ts';
+import { type Ranked, reciprocalRankFusion, relativeScoreFusion } from '../../../core/fusion.ts';
 import { type Filters, Fusion, type NearVector, Op, type VectorsMessage } from './proto.ts';
 
 /** A property of a class as the REST schema holds it (with Weaviate's defaults filled in). */
@@ -48,7 +48,14 @@ export interface ClassDef {
   properties: PropertyDef[];
   multiTenancyConfig?: { enabled?: boolean; autoTenantCreation?: boolean; autoTenantActivation?: boolean };
   invertedIndexConfig?: { bm25?: { k1?: number; b?: number }; stopwords?: { preset?: string } };
-  vectorConfig?: Record<string, { vectorizer?: Record<string, unknown>; vectorIndexType?: string; vectorIndexConfig?: { distance?: string } }>;
+  vectorConfig?: Record<
+    string,
+    {
+      vectorizer?: Record<string, unknown>;
+      vectorIndexType?: string;
+      vectorIndexConfig?: { distance?: string };
+    }
+  >;
   vectorizer?: string;
   [key: string]: unknown;
 }
@@ -168,12 +175,21 @@ export class Engine {
       if (text && p.tokenization === 'gse') {
         throw new FakeError(3, `the GSE tokenizer is not enabled; set 'ENABLE_TOKENIZER_GSE=true' to enable`);
       }
-      if (text && p.tokenization && !['word', 'lowercase', 'whitespace', 'field', 'trigram'].includes(p.tokenization)) {
-        throw new FakeError(3, `tokenization '${p.tokenization}' is not allowed for data type '${p.dataType[0]}'`);
+      if (
+        text &&
+        p.tokenization &&
+        !['word', 'lowercase', 'whitespace', 'field', 'trigram'].includes(p.tokenization)
+      ) {
+        throw new FakeError(
+          3,
+          `tokenization '${p.tokenization}' is not allowed for data type '${p.dataType[0]}'`,
+        );
       }
       return {
         ...p,
-        ...(text ? { tokenization: p.tokenization ?? 'word', indexSearchable: p.indexSearchable ?? true } : {}),
+        ...(text
+          ? { tokenization: p.tokenization ?? 'word', indexSearchable: p.indexSearchable ?? true }
+          : {}),
         indexFilterable: p.indexFilterable ?? true,
       };
     });
@@ -204,11 +220,13 @@ export class Engine {
 
   addTenants(className: string, names: string[]): void {
     const c = this.#required(className);
-    if (!c.def.multiTenancyConfig?.enabled) throw new FakeError(3, `multi-tenancy is not enabled for class "${c.def.class}"`);
+    if (!c.def.multiTenancyConfig?.enabled)
+      throw new FakeError(3, `multi-tenancy is not enabled for class "${c.def.class}"`);
     for (const name of names) {
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new FakeError(3, `tenant name "${name}" is invalid`);
     }
-    for (const name of names) if (!c.shards.has(name)) c.shards.set(name, { objects: new Map(), dimensions: null });
+    for (const name of names)
+      if (!c.shards.has(name)) c.shards.set(name, { objects: new Map(), dimensions: null });
   }
 
   removeTenants(className: string, names: string[]): void {
@@ -228,7 +246,10 @@ export class Engine {
     const c = this.#required(className);
     const mt = c.def.multiTenancyConfig?.enabled === true;
     if (mt && !tenant) {
-      throw new FakeError(3, `class ${c.def.class} has multi-tenancy enabled, but request was without tenant`);
+      throw new FakeError(
+        3,
+        `class ${c.def.class} has multi-tenancy enabled, but request was without tenant`,
+      );
     }
     if (!mt && tenant) {
       throw new FakeError(3, `class ${c.def.class} has multi-tenancy disabled, but request was with tenant`);
@@ -239,7 +260,13 @@ export class Engine {
   }
 
   /** Inserts or replaces one object (batch semantics: the whole object, vector included, is replaced). */
-  put(className: string, tenant: string, uuid: string, properties: Record<string, unknown>, vector: Float32Array | null): void {
+  put(
+    className: string,
+    tenant: string,
+    uuid: string,
+    properties: Record<string, unknown>,
+    vector: Float32Array | null,
+  ): void {
     const { c, shard } = this.shard(className, tenant);
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(uuid)) {
       throw new FakeError(3, `invalid uuid "${uuid}"`);
@@ -248,7 +275,11 @@ export class Engine {
     for (const [name, value] of Object.entries(properties)) {
       const prop = known.get(name);
       // The fake runs as with AUTOSCHEMA_ENABLED=false: unknown properties are refused.
-      if (!prop) throw new FakeError(3, `no such prop with name '${name}' found in class '${c.def.class}' in the schema`);
+      if (!prop)
+        throw new FakeError(
+          3,
+          `no such prop with name '${name}' found in class '${c.def.class}' in the schema`,
+        );
       checkType(prop, value);
     }
     if (vector) {
@@ -299,7 +330,9 @@ export class Engine {
     const stop = c.def.invertedIndexConfig?.stopwords?.preset === 'none' ? new Set<string>() : EN_STOPWORDS;
     const { k1 = 1.2, b = 0.75 } = c.def.invertedIndexConfig?.bm25 ?? {};
     // Query tokens per property (each property tokenizes the query its own way).
-    const queryTokens = targets.map((t) => new Set(tokenize(query, t.prop.tokenization ?? 'word').filter((w) => !stop.has(w))));
+    const queryTokens = targets.map(
+      (t) => new Set(tokenize(query, t.prop.tokenization ?? 'word').filter((w) => !stop.has(w))),
+    );
     const terms = new Set(queryTokens.flatMap((s) => [...s]));
     if (terms.size === 0) return [];
     // Statistics over the whole shard (N, average lengths, document frequencies), as an inverted index keeps them.
@@ -367,23 +400,40 @@ export class Engine {
     c: Collection,
     shard: Shard,
     candidates: StoredObject[],
-    options: { query: string; properties: string[]; vector: Float32Array | null; alpha: number; fusionType: number; limit: number },
+    options: {
+      query: string;
+      properties: string[];
+      vector: Float32Array | null;
+      alpha: number;
+      fusionType: number;
+      limit: number;
+    },
   ): Hit[] {
     const { alpha } = options;
     const n = Math.max(options.limit, 100);
-    const keyword = alpha < 1 ? this.bm25(c, shard, candidates, options.query, options.properties).slice(0, n) : [];
+    const keyword =
+      alpha < 1 ? this.bm25(c, shard, candidates, options.query, options.properties).slice(0, n) : [];
     let vector: Hit[] = [];
     if (alpha > 0) {
       if (!options.vector) {
-        throw new FakeError(3, 'hybrid: no vector given and the class has no vectorizer module to vectorize the query');
+        throw new FakeError(
+          3,
+          'hybrid: no vector given and the class has no vectorizer module to vectorize the query',
+        );
       }
       vector = this.nearVector(shard, candidates, options.vector).slice(0, n);
     }
     const byUuid = new Map<string, StoredObject>();
     for (const h of [...keyword, ...vector]) byUuid.set(h.obj.uuid, h.obj);
     const lists = [
-      { items: keyword.map((h): Ranked<string> => ({ key: h.obj.uuid, score: h.score ?? 0 })), weight: 1 - alpha },
-      { items: vector.map((h): Ranked<string> => ({ key: h.obj.uuid, score: 1 - (h.distance ?? 1) })), weight: alpha },
+      {
+        items: keyword.map((h): Ranked<string> => ({ key: h.obj.uuid, score: h.score ?? 0 })),
+        weight: 1 - alpha,
+      },
+      {
+        items: vector.map((h): Ranked<string> => ({ key: h.obj.uuid, score: 1 - (h.distance ?? 1) })),
+        weight: alpha,
+      },
     ];
     const fused =
       options.fusionType === Fusion.RANKED
@@ -429,7 +479,10 @@ function checkType(prop: PropertyDef, value: unknown): void {
     }
   })();
   if (!ok) {
-    throw new FakeError(3, `invalid ${type} property '${prop.name}' on class: value ${JSON.stringify(value)}`);
+    throw new FakeError(
+      3,
+      `invalid ${type} property '${prop.name}' on class: value ${JSON.stringify(value)}`,
+    );
   }
 }
 
@@ -485,7 +538,10 @@ function matches(f: Filters, o: StoredObject, props: Map<string, PropertyDef>): 
   const prop = props.get(name);
   if (!prop) throw new FakeError(3, `no such prop with name '${name}' found in class in the schema`);
   if (prop.indexFilterable === false && f.operator !== Op.IS_NULL) {
-    throw new FakeError(3, `Filtering by property '${name}' requires inverted index. Is \`indexFilterable\` option of property '${name}' enabled?`);
+    throw new FakeError(
+      3,
+      `Filtering by property '${name}' requires inverted index. Is \`indexFilterable\` option of property '${name}' enabled?`,
+    );
   }
   const raw = o.properties[name];
   if (f.operator === Op.IS_NULL) {
@@ -513,7 +569,10 @@ function matches(f: Filters, o: StoredObject, props: Map<string, PropertyDef>): 
         return !values.some(hasAll);
       case Op.LIKE: {
         const pattern = new RegExp(
-          `^${String(values[0]).replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.')}$`,
+          `^${String(values[0])
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replaceAll('*', '.*')
+            .replaceAll('?', '.')}$`,
           'u',
         );
         return [...have].some((t) => pattern.test(t));

@@ -96,7 +96,14 @@ export interface SearchRequest {
   collection: string;
   tenant: string;
   properties?: { nonRefProperties: string[]; returnAllNonrefProperties: boolean };
-  metadata?: { uuid: boolean; vector: boolean; distance: boolean; certainty: boolean; score: boolean; vectors: string[] };
+  metadata?: {
+    uuid: boolean;
+    vector: boolean;
+    distance: boolean;
+    certainty: boolean;
+    score: boolean;
+    vectors: string[];
+  };
   limit: number;
   offset: number;
   after: string;

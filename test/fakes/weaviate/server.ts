@@ -17,7 +17,15 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { type ClassDef, Engine, FakeError, type Hit, pickVector, type PropertyDef, type StoredObject } from './engine.ts';
+import {
+  type ClassDef,
+  Engine,
+  FakeError,
+  type Hit,
+  type PropertyDef,
+  pickVector,
+  type StoredObject,
+} from './engine.ts';
 import {
   type AggregateRequest,
   type BatchDeleteRequest,
@@ -52,7 +60,11 @@ export interface FakeWeaviate {
    * object it cannot store, e.g. a vector of another length) for each object where `reject`
    * returns a message; the other objects of the batch are stored.
    */
-  rejectObjects(reject: ((obj: { collection: string; uuid: string; properties: Record<string, unknown> }) => string | null) | null): void;
+  rejectObjects(
+    reject:
+      | ((obj: { collection: string; uuid: string; properties: Record<string, unknown> }) => string | null)
+      | null,
+  ): void;
   close(): Promise<void>;
 }
 
@@ -77,13 +89,18 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
     try {
       const url = new URL(req.url ?? '/', 'http://fake');
       const route = `${req.method} ${url.pathname}`;
-      count(`REST ${route.replace(/\/schema\/[^/]+/, '/schema/{class}').replace(/\/tenants\/[^/]+$/, '/tenants/{name}')}`);
+      count(
+        `REST ${route.replace(/\/schema\/[^/]+/, '/schema/{class}').replace(/\/tenants\/[^/]+$/, '/tenants/{name}')}`,
+      );
       if (httpFailure && httpFailure.times > 0) {
         httpFailure.times--;
         return fail(httpFailure.status, 'injected failure');
       }
       if (options.apiKey && req.headers.authorization !== `Bearer ${options.apiKey}`) {
-        return fail(401, 'anonymous access not enabled, please provide an auth scheme such as OIDC or API key');
+        return fail(
+          401,
+          'anonymous access not enabled, please provide an auth scheme such as OIDC or API key',
+        );
       }
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -93,12 +110,18 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
       if (parts[0] !== 'v1') return fail(404, `no route ${route}`);
       const [, a, b, c, d] = parts;
       if (req.method === 'GET' && a === 'meta' && !b) {
-        return send(200, { hostname: 'http://[::]:8080', version, modules: {}, grpcMaxMessageSize: 104858000 });
+        return send(200, {
+          hostname: 'http://[::]:8080',
+          version,
+          modules: {},
+          grpcMaxMessageSize: 104858000,
+        });
       }
       if (req.method === 'GET' && a === '.well-known' && (b === 'ready' || b === 'live')) return send(200);
       if (a === 'schema') {
         if (!b) {
-          if (req.method === 'GET') return send(200, { classes: [...engine.collections.values()].map((x) => x.def) });
+          if (req.method === 'GET')
+            return send(200, { classes: [...engine.collections.values()].map((x) => x.def) });
           if (req.method === 'POST') return send(200, engine.createClass(body as ClassDef));
         } else if (!c) {
           const cls = engine.getClass(b);
@@ -149,7 +172,9 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
         failure.times--;
         return callback({ code: failure.code, details: `injected ${grpc.status[failure.code]}` });
       }
-      if (!authorized(call)) return callback({ code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated' });
+      // The standard health service answers without credentials, as Weaviate's does.
+      if (method !== 'Health/Check' && !authorized(call))
+        return callback({ code: grpc.status.UNAUTHENTICATED, details: 'unauthenticated' });
       try {
         callback(null, handle(call.request as never));
       } catch (err) {
@@ -168,7 +193,9 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
       const wanted = req.names?.values;
       return {
         took: 0,
-        tenants: names.filter((n) => !wanted || wanted.includes(n)).map((name) => ({ name, activityStatus: 1 })),
+        tenants: names
+          .filter((n) => !wanted || wanted.includes(n))
+          .map((name) => ({ name, activityStatus: 1 })),
       };
     },
   };
@@ -184,7 +211,10 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
     }),
     batchStream: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
       count('BatchStream');
-      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'the fake does not implement BatchStream' });
+      call.emit('error', {
+        code: grpc.status.UNIMPLEMENTED,
+        details: 'the fake does not implement BatchStream',
+      });
     },
   });
   grpcServer.addService(toGrpcService(HealthDefinition), {
@@ -229,9 +259,11 @@ function toGrpcService(def: ServiceDefinition): grpc.ServiceDefinition {
       path: `/${def.fullName}/${m.name}`,
       requestStream: m.requestStream,
       responseStream: m.responseStream,
-      requestSerialize: (v: unknown) => Buffer.from(m.requestType.encode(m.requestType.fromPartial(v)).finish()),
+      requestSerialize: (v: unknown) =>
+        Buffer.from(m.requestType.encode(m.requestType.fromPartial(v)).finish()),
       requestDeserialize: (b: Buffer) => m.requestType.decode(b),
-      responseSerialize: (v: unknown) => Buffer.from(m.responseType.encode(m.responseType.fromPartial(v)).finish()),
+      responseSerialize: (v: unknown) =>
+        Buffer.from(m.responseType.encode(m.responseType.fromPartial(v)).finish()),
       responseDeserialize: (b: Buffer) => m.responseType.decode(b),
       originalName: key,
     };
@@ -246,7 +278,10 @@ function search(engine: Engine, req: SearchRequest) {
   const { c, shard } = engine.shard(req.collection, req.tenant);
   const searching = req.bm25Search || req.nearVector || req.hybridSearch;
   if (req.nearText || req.nearObject || req.groupBy || req.generative || req.rerank) {
-    throw new FakeError(grpc.status.UNIMPLEMENTED, 'the fake implements bm25, nearVector, hybrid and plain fetches only');
+    throw new FakeError(
+      grpc.status.UNIMPLEMENTED,
+      'the fake implements bm25, nearVector, hybrid and plain fetches only',
+    );
   }
   if (req.after && (req.filters || searching || req.sortBy.length > 0)) {
     throw new FakeError(
@@ -290,7 +325,12 @@ function search(engine: Engine, req: SearchRequest) {
         id: hit.obj.uuid,
         ...(hit.score !== undefined ? { score: hit.score, scorePresent: true } : {}),
         ...(hit.distance !== undefined
-          ? { distance: hit.distance, distancePresent: true, certainty: 1 - hit.distance / 2, certaintyPresent: true }
+          ? {
+              distance: hit.distance,
+              distancePresent: true,
+              certainty: 1 - hit.distance / 2,
+              certaintyPresent: true,
+            }
           : {}),
         ...(wantVector && hit.obj.vector ? { vectorBytes: vectorBytes(hit.obj.vector) } : {}),
         creationTimeUnix: hit.obj.createdAt,
@@ -317,7 +357,8 @@ function sortObjects(
   const known = new Set(props.map((p) => p.name));
   for (const s of sortBy) {
     const name = s.path[0] ?? '';
-    if (!known.has(name) && name !== '_id') throw new FakeError(grpc.status.INVALID_ARGUMENT, `sort: no such prop '${name}'`);
+    if (!known.has(name) && name !== '_id')
+      throw new FakeError(grpc.status.INVALID_ARGUMENT, `sort: no such prop '${name}'`);
   }
   const value = (o: StoredObject, name: string) => (name === '_id' ? o.uuid : o.properties[name]);
   return [...objects].sort((a, b) => {
@@ -402,7 +443,11 @@ function decodeProperties(obj: BatchObject): Record<string, unknown> {
   return out;
 }
 
-function batchObjects(engine: Engine, objects: BatchObject[], reject: Parameters<FakeWeaviate['rejectObjects']>[0]) {
+function batchObjects(
+  engine: Engine,
+  objects: BatchObject[],
+  reject: Parameters<FakeWeaviate['rejectObjects']>[0],
+) {
   const started = performance.now();
   const errors: { index: number; error: string }[] = [];
   objects.forEach((obj, index) => {
