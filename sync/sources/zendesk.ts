@@ -265,11 +265,9 @@ export function createZendeskSource(
           const item = toItem(a, locale);
           if (item === 'skip') delete articles[key];
           else if (item.ok) articles[key] = item.article;
-          else {
-            // Reported like in a listing; the sync keeps the stored copy of a failed article.
-            failures.push(item);
-            delete articles[key];
-          }
+          // A failed conversion is reported; the snapshot keeps the last good version, so the
+          // article is neither lost now nor deleted by a later sync.
+          else failures.push(item);
         }
         const endTime = (page as { end_time?: unknown }).end_time;
         const next = (page as { next_page?: unknown }).next_page;
