@@ -2,16 +2,28 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HELP_TEXT } from '../bot/commands/support-command.ts';
 import { BUSY_TEXT, HUMAN_COMING_TEXT } from '../bot/conversation/handler.ts';
-import { COMMAND_WORKING_TEXT, createSlackBot, slackTextToQuestion } from '../bot/slack/app.ts';
+import type { IncomingMessage } from '../bot/conversation/types.ts';
+import {
+  COMMAND_WORKING_TEXT,
+  createSlackBot,
+  RESPONSE_URL_MAX_POSTS,
+  RESPONSE_URL_TTL_MS,
+  slackTextToQuestion,
+} from '../bot/slack/app.ts';
 import { FEEDBACK_ACTION_DOWN, FEEDBACK_ACTION_UP } from '../bot/slack/blocks.ts';
 import type { Generator } from '../core/generator.ts';
 import { ExtractiveGenerator } from '../core/generators/extractive.ts';
 import type { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
-import { FAKE_SLACK_LIMITS, FakeSlackApi, type PostedMessage } from './fakes/slack-api.ts';
+import {
+  FAKE_RESPONSE_URL_LIMITS,
+  FAKE_SLACK_LIMITS,
+  FakeSlackApi,
+  type PostedMessage,
+} from './fakes/slack-api.ts';
 import {
   BOT_TOKEN,
   delayed,
@@ -190,6 +202,24 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     expect(record?.result.citations.length).toBeGreaterThan(0);
     expect(record?.result.retrievedChunkIds.length).toBeGreaterThan(0);
     expect(record?.result.generator).toBe('extractive');
+  });
+
+  it('the workspace of a message is the installation’s team, also when a Slack Connect event names the sender’s', async () => {
+    await setup();
+    const bot = await start();
+    const seen: IncomingMessage[] = [];
+    const handle = bot.handler.handleMessage.bind(bot.handler);
+    bot.handler.handleMessage = async (message, reply) => {
+      seen.push(message);
+      return handle(message, reply);
+    };
+    // In a shared channel `event.team` is the sender's workspace; the envelope (team_id,
+    // authorizations) names the workspace that installed the bot.
+    const ts = newTs();
+    await bot.deliver.event(bot.deliver.envelope({ ...mention('U1', ts), team: 'TSENDERORG' }));
+    await waitFor(() => fake.thread(CHANNEL, ts).length > 0, 15_000, 'the reply');
+    await bot.handler.drain();
+    expect(seen.map((m) => m.workspaceId)).toEqual([fake.teamId]);
   });
 
   it('a rate-limited chat.postMessage (HTTP 429, Retry-After) is retried after the wait and posted once', async () => {
@@ -396,6 +426,8 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     await press('U2', FEEDBACK_ACTION_UP, { up: 1, down: 1 });
     await waitFor(() => fake.callsTo('chat.postEphemeral').length === 4, 5_000, 'the ephemeral thanks');
     expect(fake.callsTo('chat.postEphemeral').map((c) => c.body.user)).toEqual(['U1', 'U1', 'U1', 'U2']);
+    // The thanks shows in the answer's thread, where the button was pressed.
+    expect(fake.callsTo('chat.postEphemeral').map((c) => c.body.thread_ts)).toEqual([q, q, q, q]);
     // A button on a message that is not an answer is ignored (no rating, no thanks).
     const stranger: PostedMessage = { channel: CHANNEL, ts: newTs(), text: 'x', blocks: reply.blocks };
     const res = await bot.deliver.interaction(blockAction('U3', FEEDBACK_ACTION_UP, stranger, answerId));
@@ -497,6 +529,10 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
       const body = followUps(ask.responseUrl)[0] as { text: string; response_type: string };
       expect(body.text).toMatch(/password/i);
       expect(body.text).toContain('Sources:');
+      // The one visibility rule (the same on Discord): the ask answer is for the channel ...
+      expect(body.response_type).toBe('in_channel');
+      // ... and everything else only for the invoker.
+      expect(ask.ack.response_type).toBe('ephemeral');
       // No admin lookup was needed for any of these.
       expect(fake.callsTo('usergroups.users.list')).toHaveLength(0);
     });
@@ -514,6 +550,7 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
       expect(sync.ack.text).toMatch(/^Sync started for examples/);
       await waitFor(() => followUps(sync.responseUrl).length > 0, 15_000, 'the sync report');
       expect((followUps(sync.responseUrl)[0] as { text: string }).text).toMatch(/^Sync done/);
+      expect((followUps(sync.responseUrl)[0] as { response_type: string }).response_type).toBe('ephemeral');
       expect((await state.listJobs({ kind: 'sync' }))[0]).toMatchObject({
         state: 'succeeded',
         requestedBy: 'UADMIN',
@@ -542,6 +579,168 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
         response_type: 'ephemeral',
         text: 'all good, slowly',
       });
+    });
+  });
+
+  describe('/support within the response_url’s limits (5 posts, 30 minutes)', () => {
+    const commandBody = (user: string, text: string, responseUrl: string) => ({
+      token: 'deprecated',
+      team_id: 'T0FAKE',
+      team_domain: 'fake',
+      channel_id: CHANNEL,
+      channel_name: 'questions',
+      user_id: user,
+      user_name: user.toLowerCase(),
+      command: '/support',
+      text,
+      api_app_id: 'A0FAKE',
+      response_url: responseUrl,
+      trigger_id: '13345224609.738474920.8088930838d88f008e0',
+    });
+    /** A long Markdown answer: 13 paragraphs of ~1,500 characters (7 messages), bold and a link in each. */
+    const longMarkdown = Array.from(
+      { length: 13 },
+      (_, i) =>
+        `**Step ${i + 1}.** Open [the settings page](https://help.example/settings/${i}) and ${'check the value there, '.repeat(60).trim()} (end of step ${i + 1}).`,
+    ).join('\n\n');
+    const stepsIn = (texts: string[]) => texts.join('\n').match(/\(end of step \d+\)/g) ?? [];
+
+    it('a long ask answer is rendered as mrkdwn and never posted to the response_url more than 5 times', async () => {
+      await setup();
+      const bot = await start({ commands: { ask: async () => longMarkdown } });
+      const url = fake.responseUrl();
+      const res = await bot.deliver.command(commandBody('U1', 'ask how do I change settings?', url));
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body).text).toContain('Looking that up');
+      const shownNow = () => [
+        ...fake.responses.filter((r) => r.url === url).map((r) => String(r.body.text)),
+        ...fake.messages.filter((m) => m.channel === CHANNEL).map((m) => m.text ?? ''),
+      ];
+      await waitFor(
+        () => stepsIn(shownNow()).length >= 13 || fake.refusedResponses.length > 0,
+        10_000,
+        'the answer',
+      );
+      await sleep(300);
+      // Slack refused nothing, and at most 5 posts went to the url.
+      expect(fake.refusedResponses).toEqual([]);
+      const onUrl = fake.responses.filter((r) => r.url === url).map((r) => r.body);
+      expect(onUrl.length).toBeLessThanOrEqual(RESPONSE_URL_MAX_POSTS);
+      // The whole answer arrived once, in order (on the url or, past its limit, in the channel).
+      const shown = [
+        ...onUrl.map((b) => String(b.text)),
+        ...fake.messages.filter((m) => m.channel === CHANNEL).map((m) => m.text ?? ''),
+      ];
+      expect(stepsIn(shown)).toEqual(Array.from({ length: 13 }, (_, i) => `(end of step ${i + 1})`));
+      // mrkdwn, not Markdown: *bold* and <url|text> links.
+      const all = shown.join('\n');
+      expect(all).toContain('*Step 1.*');
+      expect(all).not.toContain('**Step');
+      expect(all).toContain('<https://help.example/settings/0|the settings page>');
+      // Posted for the channel, as the ask answer is on both platforms.
+      for (const b of onUrl) expect(b.response_type).toBe('in_channel');
+      expect(fake.callsTo('chat.postEphemeral')).toEqual([]);
+    });
+
+    it('the fake refuses a sixth post to one response_url with used_url, as Slack does', async () => {
+      const url = fake.responseUrl();
+      const post = (i: number) =>
+        fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ text: `${i}` }),
+        });
+      for (let i = 0; i < FAKE_RESPONSE_URL_LIMITS.posts; i++) expect((await post(i)).status).toBe(200);
+      const sixth = await post(5);
+      expect(sixth.status).toBe(404);
+      expect(await sixth.text()).toBe('used_url');
+      fake.expireResponseUrl(url);
+      expect(await (await post(6)).text()).toBe('expired_url');
+    });
+
+    it('a slow, long ephemeral reply past the posts left goes to the invoker with chat.postEphemeral', async () => {
+      await setup();
+      const long = Array.from(
+        { length: 7 },
+        (_, i) => `Source ${i + 1}: ${'fine, '.repeat(450)}(end of step ${i + 1})`,
+      ).join('\n\n');
+      const bot = await start({
+        commands: { status: () => new Promise((r) => setTimeout(() => r(long), 2_300)) },
+      });
+      const url = fake.responseUrl();
+      const res = await bot.deliver.command(commandBody('U1', 'status', url));
+      expect(JSON.parse(res.body).text).toBe(COMMAND_WORKING_TEXT);
+      await waitFor(
+        () => stepsIn(fake.callsTo('chat.postEphemeral').map((c) => String(c.body.text))).length === 7,
+        10_000,
+        'the status',
+      );
+      expect(fake.refusedResponses).toEqual([]);
+      expect(fake.responses.filter((r) => r.url === url)).toEqual([]);
+      expect(
+        fake.callsTo('chat.postEphemeral').every((c) => c.body.user === 'U1' && c.body.channel === CHANNEL),
+      ).toBe(true);
+      expect(fake.callsTo('chat.postMessage')).toEqual([]);
+    });
+
+    it('a response_url that expired is not retried: the ask answer goes out through chat.postMessage', async () => {
+      await setup();
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const bot = await start({
+        commands: {
+          ask: async () => {
+            await gate;
+            return 'Use **Settings → Security** to reset it.';
+          },
+        },
+      });
+      const url = fake.responseUrl();
+      await bot.deliver.command(commandBody('U1', 'ask how do I reset my password?', url));
+      fake.expireResponseUrl(url);
+      release();
+      await waitFor(() => fake.callsTo('chat.postMessage').length > 0, 10_000, 'the answer via the Web API');
+      expect(fake.callsTo('chat.postMessage')[0]?.body).toMatchObject({
+        channel: CHANNEL,
+        text: 'Use *Settings → Security* to reset it.',
+      });
+      expect(fake.refusedResponses.map((r) => r.error)).toEqual(['expired_url']);
+    });
+
+    it('after 30 minutes the url is not tried at all: the answer goes through the Web API', async () => {
+      await setup();
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const bot = await start({
+        commands: {
+          ask: async () => {
+            await gate;
+            return 'Use **Settings → Security** to reset it.';
+          },
+        },
+      });
+      const url = fake.responseUrl();
+      await bot.deliver.command(commandBody('U1', 'ask how do I reset my password?', url));
+      // Everything in this process (the bot and the fake Slack) now lives 30 minutes later.
+      const realNow = Date.now.bind(Date);
+      const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + RESPONSE_URL_TTL_MS);
+      try {
+        release();
+        await waitFor(
+          () => fake.callsTo('chat.postMessage').length > 0,
+          10_000,
+          'the answer via the Web API',
+        );
+      } finally {
+        clock.mockRestore();
+      }
+      expect(fake.callsTo('chat.postMessage')[0]?.body.text).toBe('Use *Settings → Security* to reset it.');
+      expect(fake.responses.filter((r) => r.url === url)).toEqual([]);
+      expect(fake.refusedResponses).toEqual([]);
     });
   });
 

@@ -14,6 +14,7 @@ import {
 } from '../commands/support-command.ts';
 import type { ConversationHandler } from '../conversation/handler.ts';
 import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
+import { markdownToMrkdwn } from '../render/markdown-to-mrkdwn.ts';
 import { splitMarkdown } from '../render/split.ts';
 import { answerToSlackMessages, SLACK_LIMITS } from './blocks.ts';
 
@@ -55,6 +56,18 @@ export const COMMAND_ACK_BUDGET_MS = 2_000;
 /** How long a user group's member list is trusted before `usergroups.users.list` is asked again, in ms. */
 export const ADMIN_GROUP_CACHE_MS = 5 * 60_000;
 export const COMMAND_WORKING_TEXT = 'Working on it…';
+/**
+ * Slack accepts at most this many posts to one `response_url`, within `RESPONSE_URL_TTL_MS` of the
+ * command ("up to 5 times within 30 minutes",
+ * https://api.slack.com/interactivity/handling#message_responses); later posts are refused.
+ */
+export const RESPONSE_URL_MAX_POSTS = 5;
+export const RESPONSE_URL_TTL_MS = 30 * 60_000;
+/** Margin before the `response_url` expires after which the Web API is used instead, in ms. */
+const RESPONSE_URL_MARGIN_MS = 60_000;
+/** Ends a `/support` reply that had to be cut to fit Slack's `response_url` limits. */
+export const COMMAND_TRUNCATED_TEXT =
+  '_(cut short: Slack allows only 5 replies to one command — mention me with the question for the full answer)_';
 
 const MENTION = /<@[UW][A-Z0-9]+(\|[^>]*)?>/g;
 /** Message subtypes that are still a person writing a question (https://api.slack.com/events/message#subtypes). */
@@ -128,7 +141,13 @@ class SlackBotApp extends App {
  * re-deliveries (`X-Slack-Retry-Num`), the `app_mention` + `message` pair of one post, and the same
  * event reaching several replicas are answered once, by the post's `channel:ts` key in the shared
  * state store. `/support` acks with its immediate reply when that is ready within
- * `COMMAND_ACK_BUDGET_MS`, else with a placeholder, and sends the rest to the `response_url`.
+ * `COMMAND_ACK_BUDGET_MS`, else with a placeholder, and sends the rest to the `response_url`
+ * within Slack's limits for it (see `CommandResponses`). Visibility, the same rule as on Discord:
+ * everything is ephemeral to the invoker except the `ask` answer (rendered Markdown → mrkdwn),
+ * which is posted for the channel (`response_type: in_channel`).
+ *
+ * The workspace of a message is the installation's team (Bolt's `context.teamId`, else the
+ * envelope's `team_id`), never `event.team`, which in Slack Connect channels is the sender's.
  *
  * Start it with `app.start(port)` (HTTP) or `app.start()` (Socket Mode); `start` checks the token
  * with `auth.test` first.
@@ -215,7 +234,9 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     const message: IncomingMessage = {
       platform: 'slack',
       messageKey: slackKey(ev.channel, ev.ts),
-      workspaceId: ev.team ?? teamId ?? 'unknown',
+      // The installation's team, not `event.team`: in a Slack Connect channel that is the
+      // sender's workspace, which has no routing or settings of its own here.
+      workspaceId: teamId ?? ev.team ?? 'unknown',
       channelId: ev.channel,
       threadKey: slackKey(ev.channel, ev.thread_ts ?? ev.ts),
       userId: ev.user,
@@ -226,18 +247,22 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     log.debug({ outcome, messageKey: message.messageKey }, 'slack message handled');
   };
 
-  app.event('app_mention', async ({ event, client, context }) => {
-    await handle(client, event as never, context.teamId);
+  /** The installation's team: Bolt's (from `authorizations[0]` or the token), else the envelope's `team_id`. */
+  const installationTeam = (contextTeam: string | undefined, body: unknown): string | undefined =>
+    contextTeam ?? (body as { team_id?: string }).team_id;
+
+  app.event('app_mention', async ({ event, client, context, body }) => {
+    await handle(client, event as never, installationTeam(context.teamId, body));
   });
 
-  app.message(async ({ message, client, context }) => {
+  app.message(async ({ message, client, context, body }) => {
     const m = message as { subtype?: string; bot_id?: string; channel_type?: string; text?: string };
     if ((m.subtype && !QUESTION_SUBTYPES.has(m.subtype)) || m.bot_id) return;
     // Direct messages always; channel messages only when they mention the bot (the same post also
     // arrives as app_mention: the handler answers it once by its channel:ts key).
     const mentionsBot = context.botUserId ? (m.text ?? '').includes(`<@${context.botUserId}>`) : false;
     if (m.channel_type !== 'im' && !mentionsBot) return;
-    await handle(client, message as never, context.teamId);
+    await handle(client, message as never, installationTeam(context.teamId, body));
   });
 
   // reaction_added/removed carry only {type, channel, ts} of the item
@@ -279,8 +304,8 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
       const b = body as {
         user: { id: string };
         channel?: { id: string };
-        container?: { channel_id?: string; message_ts?: string };
-        message?: { ts: string };
+        container?: { channel_id?: string; message_ts?: string; thread_ts?: string };
+        message?: { ts: string; thread_ts?: string };
       };
       const channel = b.channel?.id ?? b.container?.channel_id;
       const ts = b.message?.ts ?? b.container?.message_ts;
@@ -296,6 +321,8 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
           .postEphemeral({
             channel,
             user: b.user.id,
+            // In the answer's thread, where the press happened (without it, it shows in the channel).
+            thread_ts: b.container?.thread_ts ?? b.message?.thread_ts,
             text:
               value === 1
                 ? 'Thanks for the 👍!'
@@ -328,13 +355,19 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
   };
 
   app.command('/support', async ({ command, ack, respond, client }) => {
-    const send = async (text: string) => {
-      // A response_url message has the same ~4,000-character text limit as chat.postMessage.
-      for (const part of splitMarkdown(text, SLACK_LIMITS.fallbackTextChars)) {
-        await respond({ response_type: 'ephemeral', replace_original: false, text: part });
-      }
-    };
+    const receivedAt = Date.now();
     const sub = (command.text.trim().split(/\s+/)[0] ?? '').toLowerCase();
+    // One visibility rule for `/support`, the same on Discord: only the `ask` answer is for the
+    // channel; the ack, status, help, refusals and sync reports are ephemeral to the invoker.
+    const followUpVisibility: Visibility = sub === 'ask' ? 'in_channel' : 'ephemeral';
+    const out = new CommandResponses({
+      respond: (message) => respond(message),
+      client,
+      channel: command.channel_id,
+      user: command.user_id,
+      receivedAt,
+      log,
+    });
     // Admin membership is looked up only for admin subcommands (it may cost a Web API call).
     const work: Promise<CommandReply> = (async () =>
       runSupportCommand(
@@ -359,8 +392,14 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     else await ack({ response_type: 'ephemeral', text: COMMAND_WORKING_TEXT });
     const reply = early ?? (await work);
     try {
-      if (!early) await send(reply.immediate);
-      if (reply.followUp) await reply.followUp(send);
+      if (!early) await out.send(reply.immediate, 'ephemeral');
+      if (reply.followUp) {
+        const followUp = reply.followUp;
+        // The ask answer is Markdown (the answer with its sources); Slack shows mrkdwn.
+        const render = sub === 'ask' ? markdownToMrkdwn : (text: string) => text;
+        await followUp((text) => out.send(render(text), followUpVisibility));
+      }
+      await out.finish();
     } catch (err) {
       log.error({ err }, '/support follow-up failed');
     }
@@ -370,6 +409,126 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     log.error({ err }, 'slack app error');
   });
   return app;
+}
+
+/** Who sees a `/support` message: the invoker only, or everyone in the channel. */
+type Visibility = 'ephemeral' | 'in_channel';
+
+interface CommandResponsesOptions {
+  /** Posts to the command's `response_url` (Bolt's `respond`); rejects on a non-2xx answer. */
+  respond: (message: {
+    response_type: Visibility;
+    replace_original: false;
+    text: string;
+  }) => Promise<unknown>;
+  client: WebClient;
+  channel: string;
+  /** The invoker, for ephemeral Web API messages. */
+  user: string;
+  /** `Date.now()` when the command arrived: the `response_url` is valid for 30 minutes from then. */
+  receivedAt: number;
+  log: Logger;
+}
+
+/**
+ * Delivers the messages of one `/support` invocation after its ack, within the `response_url`'s
+ * limits (`RESPONSE_URL_MAX_POSTS` posts within `RESPONSE_URL_TTL_MS`,
+ * https://api.slack.com/interactivity/handling#message_responses):
+ *
+ * - Each text is split to `SLACK_LIMITS.fallbackTextChars`; every part is one post.
+ * - One post is kept for the final result: a progress message that would use it waits, and is
+ *   replaced by a newer one (the newest progress is the one worth showing); `finish()` sends
+ *   what waits, with all remaining posts.
+ * - A message whose parts do not fit the remaining posts, or that comes within a minute of the
+ *   url's expiry, or that the url refuses (Slack answers `used_url`/`expired_url`), goes through
+ *   the Web API instead: `chat.postMessage` for channel-visible ones, `chat.postEphemeral` to the
+ *   invoker otherwise (no post limit; needs the bot in the channel). When that fails too, what
+ *   fits is posted on the url, ending with `COMMAND_TRUNCATED_TEXT`.
+ */
+class CommandResponses {
+  #used = 0;
+  #urlDead = false;
+  #waiting: { text: string; visibility: Visibility } | null = null;
+
+  constructor(private readonly o: CommandResponsesOptions) {}
+
+  /** Sends (or holds back, see above) one progress or result message. */
+  async send(text: string, visibility: Visibility): Promise<void> {
+    const parts = splitMarkdown(text, SLACK_LIMITS.fallbackTextChars);
+    // Past the url (expired or refused), the Web API has no post limit: nothing needs to wait.
+    // Otherwise a message goes now only when a post is left after it for the final result, and
+    // nothing older waits (order is kept).
+    if (!this.#urlUsable() || (this.#waiting === null && parts.length <= this.#left() - 1)) {
+      await this.#deliver(parts, visibility);
+      return;
+    }
+    if (this.#waiting) this.o.log.info('a /support progress message was replaced by a newer one');
+    this.#waiting = { text, visibility };
+  }
+
+  /** Sends the message held back, if any, with every post left. */
+  async finish(): Promise<void> {
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    if (waiting)
+      await this.#deliver(splitMarkdown(waiting.text, SLACK_LIMITS.fallbackTextChars), waiting.visibility);
+  }
+
+  #left(): number {
+    return RESPONSE_URL_MAX_POSTS - this.#used;
+  }
+
+  #urlUsable(): boolean {
+    return !this.#urlDead && Date.now() < this.o.receivedAt + RESPONSE_URL_TTL_MS - RESPONSE_URL_MARGIN_MS;
+  }
+
+  async #deliver(parts: string[], visibility: Visibility): Promise<void> {
+    let i = 0;
+    if (this.#urlUsable() && parts.length <= this.#left()) {
+      try {
+        for (; i < parts.length; i++) await this.#post(parts[i] as string, visibility);
+        return;
+      } catch (err) {
+        this.#urlDead = true;
+        this.o.log.warn({ err }, 'the response_url refused a /support message; using the Web API');
+      }
+    }
+    try {
+      for (; i < parts.length; i++) await this.#webApi(parts[i] as string, visibility);
+      return;
+    } catch (err) {
+      this.o.log.warn({ err }, 'could not post a /support message with the Web API');
+    }
+    // Last resort: what fits on the url, cut short with a note.
+    const room = this.#urlUsable() ? this.#left() : 0;
+    if (room === 0) return;
+    const rest = parts.slice(i);
+    const shown = rest.slice(0, room);
+    if (shown.length < rest.length) {
+      const last = shown.length - 1;
+      const budget = SLACK_LIMITS.fallbackTextChars - COMMAND_TRUNCATED_TEXT.length - 2;
+      shown[last] =
+        `${(splitMarkdown(shown[last] as string, budget)[0] ?? '').trimEnd()}\n\n${COMMAND_TRUNCATED_TEXT}`;
+    }
+    try {
+      for (const part of shown) await this.#post(part, visibility);
+    } catch (err) {
+      this.#urlDead = true;
+      this.o.log.error({ err }, 'a /support message could not be delivered');
+    }
+  }
+
+  async #post(text: string, visibility: Visibility): Promise<void> {
+    // Counted before the call: a post that failed on the way may still have reached Slack.
+    this.#used++;
+    await this.o.respond({ response_type: visibility, replace_original: false, text });
+  }
+
+  async #webApi(text: string, visibility: Visibility): Promise<void> {
+    const { client, channel, user } = this.o;
+    if (visibility === 'in_channel') await client.chat.postMessage({ channel, text, unfurl_links: false });
+    else await client.chat.postEphemeral({ channel, user, text });
+  }
 }
 
 function splitThread(threadKey: string): [string, string] {

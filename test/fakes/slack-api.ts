@@ -28,7 +28,15 @@ export interface PostedMessage {
 export interface ResponseUrlPost {
   url: string;
   body: Record<string, unknown>;
+  /** Set when the fake refused the post (`used_url`, `expired_url`); such posts show nothing. */
+  error?: string;
 }
+
+/**
+ * How often and how long one `response_url` may be used: "up to 5 times within 30 minutes"
+ * (https://api.slack.com/interactivity/handling#message_responses).
+ */
+export const FAKE_RESPONSE_URL_LIMITS = { posts: 5, ttlMs: 30 * 60_000 } as const;
 
 export interface FakeSlackApiOptions {
   /** The bot token the fake accepts; other tokens get `invalid_auth`. */
@@ -88,12 +96,19 @@ class ApiError extends Error {
  * groups); anything else is `unknown_method`. Socket Mode: `apps.connections.open` (app token
  * only) hands out a `ws://` URL on the same port, where the fake says `hello` and sends
  * `events_api` envelopes that the client acks by `envelope_id`. It also accepts JSON POSTs to the `response_url`s it
- * hands out (`responseUrl()`), as `hooks.slack.com/commands/…` does for slash commands.
+ * hands out (`responseUrl()`), as `hooks.slack.com/commands/…` does for slash commands: at most 5
+ * per url within 30 minutes (`FAKE_RESPONSE_URL_LIMITS`); beyond that, HTTP 404 `used_url` or
+ * `expired_url`.
  */
 export class FakeSlackApi {
   readonly calls: SlackApiCall[] = [];
   readonly messages: PostedMessage[] = [];
+  /** Accepted `response_url` posts, in order. */
   readonly responses: ResponseUrlPost[] = [];
+  /** Refused `response_url` posts (over the limit, expired, or an url the fake never handed out). */
+  readonly refusedResponses: ResponseUrlPost[] = [];
+  /** `response_url` path → when it was handed out (`Date.now()`). */
+  readonly #responseUrls = new Map<string, number>();
   readonly teamId: string;
   readonly botUserId: string;
   readonly botId: string;
@@ -137,7 +152,16 @@ export class FakeSlackApi {
 
   /** A fresh `response_url`, shaped like Slack's (`…/commands/<team>/<id>/<secret>`). */
   responseUrl(): string {
-    return `${this.#base}/commands/${this.teamId}/${++this.#seq}/${randomBytes(8).toString('hex')}`;
+    const path = `/commands/${this.teamId}/${++this.#seq}/${randomBytes(8).toString('hex')}`;
+    this.#responseUrls.set(path, Date.now());
+    return `${this.#base}${path}`;
+  }
+
+  /** Makes a `response_url` expire now, as 30 minutes after its command (later posts get `expired_url`). */
+  expireResponseUrl(url: string): void {
+    const path = new URL(url).pathname;
+    if (this.#responseUrls.has(path))
+      this.#responseUrls.set(path, Date.now() - FAKE_RESPONSE_URL_LIMITS.ttlMs);
   }
 
   /**
@@ -154,6 +178,7 @@ export class FakeSlackApi {
     this.calls.length = 0;
     this.messages.length = 0;
     this.responses.length = 0;
+    this.refusedResponses.length = 0;
   }
 
   /** Calls of one method, in arrival order. */
@@ -244,7 +269,23 @@ export class FakeSlackApi {
     const raw = await readBody(req);
     const url = new URL(req.url ?? '/', this.#base);
     if (req.method === 'POST' && url.pathname.startsWith('/commands/')) {
-      this.responses.push({ url: `${this.#base}${url.pathname}`, body: parseBody(req, raw) });
+      const post = { url: `${this.#base}${url.pathname}`, body: parseBody(req, raw) };
+      const issued = this.#responseUrls.get(url.pathname);
+      const used = this.responses.filter((r) => r.url === post.url).length;
+      // Slack refuses a sixth post, or any post after 30 minutes, with HTTP 404 and the error as
+      // the plain-text body.
+      const error =
+        issued === undefined || Date.now() - issued >= FAKE_RESPONSE_URL_LIMITS.ttlMs
+          ? 'expired_url'
+          : used >= FAKE_RESPONSE_URL_LIMITS.posts
+            ? 'used_url'
+            : null;
+      if (error) {
+        this.refusedResponses.push({ ...post, error });
+        res.writeHead(404, { 'content-type': 'text/plain' }).end(error);
+        return;
+      }
+      this.responses.push(post);
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
       return;
     }
