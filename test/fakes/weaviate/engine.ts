@@ -17,11 +17,12 @@
  *   the boosts, summed, then saturated once with k1; idf = ln(1 + (N − n + 0.5) / (n + 0.5)).
  * - nearVector: cosine distance `1 − cos` (the `cosine` metric); objects without a vector are
  *   not candidates; `distance` caps it.
- * - Hybrid (concepts/search/hybrid-search): keyword and vector sub-searches, each at most
- *   max(limit, 100) results here, fused by `rankedFusion` (Σ weight / (60 + rank), rank 0-based)
+ * - Hybrid (concepts/search/hybrid-search): keyword and vector sub-searches, fused by
+ *   `rankedFusion` (Σ weight / (60 + rank), rank 0-based, as the docs' worked example shows)
  *   or `relativeScoreFusion` (the default since 1.24: each list min-max normalized, weighted,
  *   summed); weights `1 − alpha` (keyword) and `alpha` (vector); alpha 0 or 1 skips the other
- *   sub-search.
+ *   sub-search. How many results each sub-search takes before fusion is not documented; the fake
+ *   takes max(limit, 100), enough that fusion over a test's small collection is exact.
  * - Filters (search/filters): Equal/NotEqual/ContainsAny/ContainsAll/ContainsNone/Like/IsNull,
  *   comparisons, And/Or/Not; on text the value is tokenized like the property and all its tokens
  *   must be present; a filter on a property without a filterable index fails, as does the cursor
@@ -304,10 +305,11 @@ export class Engine {
 
   /** Objects of a shard that pass `filters`, in uuid order (Weaviate's doc-id order is stable too). */
   filtered(c: Collection, shard: Shard, filters: Filters | undefined): StoredObject[] {
-    const all = [...shard.objects.values()].sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
-    if (!filters) return all;
     const props = new Map(c.def.properties.map((p) => [p.name, p]));
-    return all.filter((o) => matches(filters, o, props));
+    const out = filters
+      ? [...shard.objects.values()].filter((o) => matches(filters, o, props))
+      : [...shard.objects.values()];
+    return out.sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
   }
 
   // --- search -------------------------------------------------------------------------------
@@ -337,19 +339,19 @@ export class Engine {
     if (terms.size === 0) return [];
     // Statistics over the whole shard (N, average lengths, document frequencies), as an inverted index keeps them.
     const all = [...shard.objects.values()];
-    const tokensOf = (o: StoredObject, prop: PropertyDef) => tokenizedValue(o, prop);
     const avg = targets.map(({ prop }) => {
       let sum = 0;
-      for (const o of all) sum += tokensOf(o, prop).length;
+      for (const o of all) sum += termCounts(o, prop).length;
       return all.length === 0 ? 0 : sum / all.length;
     });
     const df = new Map<string, number>();
-    for (const term of terms) {
-      let n = 0;
-      for (const o of all) {
-        if (targets.some(({ prop }, i) => queryTokens[i]?.has(term) && tokensOf(o, prop).includes(term))) n++;
-      }
-      df.set(term, n);
+    for (const o of all) {
+      const seen = new Set<string>();
+      targets.forEach(({ prop }, i) => {
+        const counts = termCounts(o, prop).counts;
+        for (const term of queryTokens[i] ?? []) if (counts.has(term)) seen.add(term);
+      });
+      for (const term of seen) df.set(term, (df.get(term) ?? 0) + 1);
     }
     const N = all.length;
     const hits: Hit[] = [];
@@ -360,10 +362,10 @@ export class Engine {
         let tf = 0;
         targets.forEach(({ prop, boost }, i) => {
           if (!queryTokens[i]?.has(term)) return;
-          const tokens = tokensOf(o, prop);
-          const count = tokens.filter((t) => t === term).length;
+          const { counts, length } = termCounts(o, prop);
+          const count = counts.get(term) ?? 0;
           if (count === 0) return;
-          const norm = 1 - b + b * (avg[i] ? tokens.length / (avg[i] as number) : 1);
+          const norm = 1 - b + b * (avg[i] ? length / (avg[i] as number) : 1);
           tf += (boost * count) / norm;
         });
         if (tf === 0) continue;
@@ -374,6 +376,7 @@ export class Engine {
       }
       if (matched) hits.push({ obj: o, score });
     }
+    // Ties keep the candidates' uuid order (the sort is stable).
     return hits.sort((x, y) => (y.score ?? 0) - (x.score ?? 0));
   }
 
@@ -487,6 +490,25 @@ function checkType(prop: PropertyDef, value: unknown): void {
 }
 
 const tokenCache = new WeakMap<StoredObject, Map<string, string[]>>();
+const countCache = new WeakMap<StoredObject, Map<string, { counts: Map<string, number>; length: number }>>();
+
+/** Term → occurrences and the token count of a text property's value, cached per object. */
+function termCounts(o: StoredObject, prop: PropertyDef): { counts: Map<string, number>; length: number } {
+  let perObject = countCache.get(o);
+  if (!perObject) {
+    perObject = new Map();
+    countCache.set(o, perObject);
+  }
+  let entry = perObject.get(prop.name);
+  if (!entry) {
+    const tokens = tokenizedValue(o, prop);
+    const counts = new Map<string, number>();
+    for (const t of tokens) counts.set(t, (counts.get(t) ?? 0) + 1);
+    entry = { counts, length: tokens.length };
+    perObject.set(prop.name, entry);
+  }
+  return entry;
+}
 
 /** The tokens a text property's value indexes (arrays: all elements), cached per object. */
 function tokenizedValue(o: StoredObject, prop: PropertyDef): string[] {
