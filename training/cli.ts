@@ -6,7 +6,7 @@
  *    [--min N] [--validation F] [--json]`: the PII-scrubbed dataset from rated answers (plus seed
  *   sets), as chat JSONL and/or prompt/completion/label JSONL (see `training/export-data.ts`).
  * - `train [--base DIR] [--epochs N] [--rank R] [--alpha A] [--lr LR] [--objective sft|kto] [--promote] [--min N]
- *    [--eval-dataset SPEC]`: one training job (lock `job:train`), progress on stderr.
+ *    [--eval-dataset SPEC] [--eval-sample N]`: one training job (lock `job:train`), progress on stderr.
  * - `adapters list [--json]`, `adapters promote <version> [--force] [--eval-dataset SPEC]`,
  *   `adapters rollback`.
  *
@@ -210,9 +210,11 @@ export function registerTrainingCommands(
     .option('--promote', 'promote the adapter when the eval gate passes')
     .option('--min <n>', `fewest supervised examples (default ${DEFAULT_MIN_EXAMPLES})`, intOption(0))
     .option('--eval-dataset <spec>', 'eval dataset for the gate (default helpcenter:examples)')
+    .option('--eval-sample <n>', 'evaluate on a deterministic sample of n questions', intOption(1))
     .action(
       async (opts: {
         base?: string;
+        evalSample?: number;
         epochs?: number;
         rank?: number;
         alpha?: number;
@@ -233,6 +235,7 @@ export function registerTrainingCommands(
         const deps = await trainingDepsOf(rt, {
           minExamples: opts.min,
           evalDataset: opts.evalDataset,
+          evalSample: opts.evalSample,
           train: options.train,
         });
         const hyperparameters: Record<string, unknown> = {

@@ -184,20 +184,22 @@ export interface RetrainSettings {
   autoPromote?: boolean;
   minExamples?: number;
   evalDataset?: string;
+  /** Evaluate on a deterministic sample of this many questions. */
+  evalSample?: number;
   train?: TrainFn;
 }
 
 /** Job dependencies over a runtime. The caller closes `deps.registry`. */
 export async function trainingDepsOf(
   rt: Runtime,
-  settings: Pick<RetrainSettings, 'minExamples' | 'evalDataset' | 'train'>,
+  settings: Pick<RetrainSettings, 'minExamples' | 'evalDataset' | 'evalSample' | 'train'>,
 ): Promise<TrainingJobDeps> {
   return {
     state: rt.state,
     registry: await registryOf(rt),
     train: settings.train ?? defaultTrainFn,
     buildDataset: () => feedbackDatasetOf(rt, { minExamples: settings.minExamples }),
-    evaluator: evaluatorOf(rt, { dataset: settings.evalDataset }) ?? undefined,
+    evaluator: evaluatorOf(rt, { dataset: settings.evalDataset, sample: settings.evalSample }) ?? undefined,
     workDir: path.join(rt.config.dataDir, 'training', 'runs'),
   };
 }
