@@ -440,7 +440,7 @@ interface CommandResponsesOptions {
  *   replaced by a newer one (the newest progress is the one worth showing); `finish()` sends
  *   what waits, with all remaining posts.
  * - A message whose parts do not fit the remaining posts, or that comes within a minute of the
- *   url's expiry, or that the url refuses (Slack answers `used_url`/`expired_url`), goes through
+ *   url's expiry, or that the url refuses (any non-2xx answer, e.g. `used_url`/`expired_url`), goes through
  *   the Web API instead: `chat.postMessage` for channel-visible ones, `chat.postEphemeral` to the
  *   invoker otherwise (no post limit; needs the bot in the channel). When that fails too, what
  *   fits is posted on the url, ending with `COMMAND_TRUNCATED_TEXT`.
@@ -458,7 +458,12 @@ class CommandResponses {
     // Past the url (expired or refused), the Web API has no post limit: nothing needs to wait.
     // Otherwise a message goes now only when a post is left after it for the final result, and
     // nothing older waits (order is kept).
-    if (!this.#urlUsable() || (this.#waiting === null && parts.length <= this.#left() - 1)) {
+    if (!this.#urlUsable()) {
+      await this.finish();
+      await this.#deliver(parts, visibility);
+      return;
+    }
+    if (this.#waiting === null && parts.length <= this.#left() - 1) {
       await this.#deliver(parts, visibility);
       return;
     }

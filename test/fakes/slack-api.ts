@@ -97,8 +97,8 @@ class ApiError extends Error {
  * only) hands out a `ws://` URL on the same port, where the fake says `hello` and sends
  * `events_api` envelopes that the client acks by `envelope_id`. It also accepts JSON POSTs to the `response_url`s it
  * hands out (`responseUrl()`), as `hooks.slack.com/commands/…` does for slash commands: at most 5
- * per url within 30 minutes (`FAKE_RESPONSE_URL_LIMITS`); beyond that, HTTP 404 `used_url` or
- * `expired_url`.
+ * per url within 30 minutes (`FAKE_RESPONSE_URL_LIMITS`); beyond that, HTTP 404 with `used_url` or
+ * `expired_url` (recorded in `refusedResponses`).
  */
 export class FakeSlackApi {
   readonly calls: SlackApiCall[] = [];
@@ -272,8 +272,9 @@ export class FakeSlackApi {
       const post = { url: `${this.#base}${url.pathname}`, body: parseBody(req, raw) };
       const issued = this.#responseUrls.get(url.pathname);
       const used = this.responses.filter((r) => r.url === post.url).length;
-      // Slack refuses a sixth post, or any post after 30 minutes, with HTTP 404 and the error as
-      // the plain-text body.
+      // Slack refuses a sixth post, or any post after 30 minutes. The docs name the limit but not
+      // the refusal's shape; the fake answers HTTP 404 with the error code as plain text, and the
+      // bot relies only on the non-2xx status (Bolt's `respond` rejects with a RespondError).
       const error =
         issued === undefined || Date.now() - issued >= FAKE_RESPONSE_URL_LIMITS.ttlMs
           ? 'expired_url'
