@@ -228,6 +228,11 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
       expect(relative[0]?.score).toBeCloseTo(1, 6);
       // "text" is the worse BM25 hit (0) and the farthest vector (0): 0.
       expect(relative.find((h) => h.chunk.articleId === 'text')?.score).toBeCloseTo(0, 6);
+      // A query with no searchable term fuses the vector list alone, scored the same way.
+      const lone = await store.search('🙂', { k: 3, vector: unit(1), fusion: 'rrf', alpha: 0.5 });
+      expect(lone.map((h) => h.chunk.articleId)).toEqual(['both', 'vec', 'text']);
+      expect(lone.map((h) => h.score)).toEqual([0.5 / 60, 0.5 / 61, 0.5 / 62]);
+      expect(await store.search('🙂', { k: 3, vector: unit(1), alpha: 0 })).toEqual([]);
     } finally {
       await store.close();
     }

@@ -673,6 +673,12 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     if (filters === 'none') return [];
     const common = { limit: k, filters, returnProperties: [...CHUNK_RETURN] };
     const q = this.#chunks.query;
+    const vector = mode === 'bm25' ? [] : Array.from(options.vector as Float32Array);
+    // A hybrid search whose text has no searchable term fuses the vector list alone: asked for
+    // here as a nearVector search and scored as Weaviate's fusion scores a lone list, so no
+    // empty keyword query is sent.
+    const lone = mode === 'hybrid' && text === null;
+    if (lone && alpha === 0) return [];
     const res = await this.#retry(async () => {
       if (mode === 'bm25') {
         return q.bm25(text ?? '', {
@@ -681,8 +687,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
           returnMetadata: ['score'],
         });
       }
-      const vector = Array.from(options.vector as Float32Array);
-      if (mode === 'vector') return q.nearVector(vector, { ...common, returnMetadata: ['distance'] });
+      if (mode === 'vector' || lone) return q.nearVector(vector, { ...common, returnMetadata: ['distance'] });
       return q.hybrid(text ?? '', {
         ...common,
         vector,
@@ -692,9 +697,19 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         returnMetadata: ['score'],
       });
     });
-    return res.objects.map((obj, i) => ({
+    const objects = res.objects;
+    const loneScores = lone
+      ? fuseAlone(
+          objects.map((o) => 1 - (o.metadata?.distance ?? 1)),
+          alpha,
+          options.fusion ?? 'rrf',
+        )
+      : null;
+    return objects.map((obj, i) => ({
       chunk: toStoredChunk(obj.properties as unknown as ChunkProps),
-      score: mode === 'vector' ? 1 - (obj.metadata?.distance ?? 1) : (obj.metadata?.score ?? 0),
+      score:
+        loneScores?.[i] ??
+        (mode === 'vector' ? 1 - (obj.metadata?.distance ?? 1) : (obj.metadata?.score ?? 0)),
       rank: i + 1,
     }));
   }
@@ -969,7 +984,9 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
           id: o.id,
           // biome-ignore lint/suspicious/noExplicitAny: properties are built from the typed Props interfaces above
           properties: o.properties as any,
-          ...(o.vector ? { vectors: Array.from(o.vector) } : {}),
+          // The collection's one vector is the named vector `default` (see `schema`); naming it
+          // avoids relying on the server mapping an unnamed vector onto it.
+          ...(o.vector ? { vectors: { default: Array.from(o.vector) } } : {}),
         };
         try {
           const res = await this.#retry(() => collection.data.insertMany([object]));
@@ -1156,6 +1173,19 @@ function vectorOf(obj: { vectors?: unknown }): Float32Array | null {
   const vectors = obj.vectors as Record<string, number[]> | undefined;
   const v = vectors?.default ?? Object.values(vectors ?? {})[0];
   return Array.isArray(v) && v.length > 0 ? Float32Array.from(v) : null;
+}
+
+/**
+ * Fused scores of a single ranked list (the vector list of a hybrid search with no keyword part),
+ * as Weaviate's fusion scores it: rankedFusion `alpha / (60 + rank)` with a 0-based rank;
+ * relativeScoreFusion `alpha ·` the min-max normalized score (all 1 when the scores are equal).
+ * Source: https://docs.weaviate.io/weaviate/concepts/search/hybrid-search#fusion-strategies
+ */
+function fuseAlone(scores: number[], alpha: number, fusion: 'rrf' | 'relative'): number[] {
+  if (fusion === 'rrf') return scores.map((_, i) => alpha / (60 + i));
+  const min = Math.min(...scores);
+  const max = Math.max(...scores);
+  return scores.map((x) => alpha * (max > min ? (x - min) / (max - min) : 1));
 }
 
 function compare(a: string, b: string): number {

@@ -332,7 +332,7 @@ function search(engine: Engine, req: SearchRequest) {
               certaintyPresent: true,
             }
           : {}),
-        ...(wantVector && hit.obj.vector ? { vectorBytes: vectorBytes(hit.obj.vector) } : {}),
+        ...(wantVector && hit.obj.vector ? vectorMetadata(hit.obj.vector, c.def) : {}),
         creationTimeUnix: hit.obj.createdAt,
         creationTimeUnixPresent: true,
         lastUpdateTimeUnix: hit.obj.updatedAt,
@@ -373,6 +373,17 @@ function sortObjects(
     }
     return 0;
   });
+}
+
+/**
+ * A returned vector: a collection with named vectors (`vectorConfig`) answers in `vectors`
+ * (name, bytes, type SINGLE_FP32), one with a class-level vector in `vectorBytes`.
+ */
+function vectorMetadata(v: Float32Array, def: ClassDef) {
+  const name = Object.keys(def.vectorConfig ?? {})[0];
+  return name
+    ? { vectors: [{ name, vectorBytes: vectorBytes(v), type: 1 }] }
+    : { vectorBytes: vectorBytes(v) };
 }
 
 function vectorBytes(v: Float32Array): Uint8Array {
