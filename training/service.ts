@@ -205,18 +205,21 @@ export async function trainingDepsOf(
 }
 
 /**
- * Chat progress lines from job progress: one per phase change and per quarter of training, so a
- * long run posts a handful of messages, not one per step.
+ * Chat progress lines from job progress: each step message of the job (dataset built, evaluating, …)
+ * once, and training at most once per quarter, so a long run posts a handful of messages, not one
+ * per step.
  */
 export function chatProgress(post: (text: string) => Promise<void>): (p: JobProgress) => void {
-  let lastPhase = '';
+  let lastMessage = '';
   let lastQuarter = -1;
   return (p) => {
-    if (p.phase === 'done') return;
-    const quarter = p.phase === 'training' ? Math.floor(((p.fraction - 0.05) / 0.75) * 4) : -1;
-    if (p.phase === lastPhase && quarter <= lastQuarter) return;
-    lastPhase = p.phase;
-    lastQuarter = quarter;
+    if (p.phase === 'done' || p.message === lastMessage) return;
+    if (p.phase === 'training') {
+      const quarter = Math.floor(((p.fraction - 0.05) / 0.75) * 4 + 1e-9);
+      if (quarter <= lastQuarter) return;
+      lastQuarter = quarter;
+    }
+    lastMessage = p.message;
     post(p.message).catch(() => {});
   };
 }

@@ -39,15 +39,19 @@ interface Row {
  */
 export function sqliteChunkLookup(file: string): ChunkLookup {
   const db: Database.Database = openSqliteDatabase(file);
-  const stmt = db.prepare(`
+  // Prepared on first use: a state-only file (no knowledge tables yet) can still serve answers
+  // that retrieved nothing.
+  let stmt: Database.Statement | null = null;
+  const sql = `
     SELECT c.id, c.source, c.article_id, c.idx, c.heading_path, c.text, c.token_count, c.span_start,
            c.span_end, a.title, a.url, a.source_path, a.tags, a.access_groups, a.locale, a.updated_at
     FROM chunks c JOIN articles a ON a.source = c.source AND a.id = c.article_id
-    WHERE c.id IN (SELECT value FROM json_each(?))`);
+    WHERE c.id IN (SELECT value FROM json_each(?))`;
   return {
     async get(ids) {
       const out = new Map<string, StoredChunk>();
       if (ids.length === 0) return out;
+      stmt ??= db.prepare(sql);
       for (const r of stmt.all(JSON.stringify(ids)) as Row[]) {
         out.set(r.id, {
           id: r.id,
