@@ -7,6 +7,7 @@ import { HELP_TEXT } from '../bot/commands/support-command.ts';
 import { BUSY_TEXT, HUMAN_COMING_TEXT } from '../bot/conversation/handler.ts';
 import type { IncomingMessage } from '../bot/conversation/types.ts';
 import {
+  askedBy,
   COMMAND_WORKING_TEXT,
   createSlackBot,
   RESPONSE_URL_MAX_POSTS,
@@ -529,8 +530,10 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
       const body = followUps(ask.responseUrl)[0] as { text: string; response_type: string };
       expect(body.text).toMatch(/password/i);
       expect(body.text).toContain('Sources:');
-      // The one visibility rule (the same on Discord): the ask answer is for the channel ...
+      // The one visibility rule (the same on Discord): the ask answer is for the channel, saying
+      // who asked what (a delayed in_channel response does not show the command) ...
       expect(body.response_type).toBe('in_channel');
+      expect(body.text.startsWith(`<@U1> asked: _${QUESTION}_\n\n`)).toBe(true);
       // ... and everything else only for the invoker.
       expect(ask.ack.response_type).toBe('ephemeral');
       // No admin lookup was needed for any of these.
@@ -704,7 +707,7 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
       await waitFor(() => fake.callsTo('chat.postMessage').length > 0, 10_000, 'the answer via the Web API');
       expect(fake.callsTo('chat.postMessage')[0]?.body).toMatchObject({
         channel: CHANNEL,
-        text: 'Use *Settings → Security* to reset it.',
+        text: `${askedBy('U1', 'how do I reset my password?')}\n\nUse *Settings → Security* to reset it.`,
       });
       expect(fake.refusedResponses.map((r) => r.error)).toEqual(['expired_url']);
     });
@@ -738,7 +741,9 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
       } finally {
         clock.mockRestore();
       }
-      expect(fake.callsTo('chat.postMessage')[0]?.body.text).toBe('Use *Settings → Security* to reset it.');
+      expect(fake.callsTo('chat.postMessage')[0]?.body.text).toBe(
+        `${askedBy('U1', 'how do I reset my password?')}\n\nUse *Settings → Security* to reset it.`,
+      );
       expect(fake.responses.filter((r) => r.url === url)).toEqual([]);
       expect(fake.refusedResponses).toEqual([]);
     });

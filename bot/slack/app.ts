@@ -14,7 +14,7 @@ import {
 } from '../commands/support-command.ts';
 import type { ConversationHandler } from '../conversation/handler.ts';
 import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
-import { markdownToMrkdwn } from '../render/markdown-to-mrkdwn.ts';
+import { escapeMrkdwn, markdownToMrkdwn } from '../render/markdown-to-mrkdwn.ts';
 import { splitMarkdown } from '../render/split.ts';
 import { answerToSlackMessages, SLACK_LIMITS } from './blocks.ts';
 
@@ -144,7 +144,8 @@ class SlackBotApp extends App {
  * `COMMAND_ACK_BUDGET_MS`, else with a placeholder, and sends the rest to the `response_url`
  * within Slack's limits for it (see `CommandResponses`). Visibility, the same rule as on Discord:
  * everything is ephemeral to the invoker except the `ask` answer (rendered Markdown → mrkdwn),
- * which is posted for the channel (`response_type: in_channel`).
+ * which is posted for the channel (`response_type: in_channel`) under `askedBy` (a delayed
+ * response does not show the command to the channel).
  *
  * The workspace of a message is the installation's team (Bolt's `context.teamId`, else the
  * envelope's `team_id`), never `event.team`, which in Slack Connect channels is the sender's.
@@ -395,8 +396,13 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
       if (!early) await out.send(reply.immediate, 'ephemeral');
       if (reply.followUp) {
         const followUp = reply.followUp;
-        // The ask answer is Markdown (the answer with its sources); Slack shows mrkdwn.
-        const render = sub === 'ask' ? markdownToMrkdwn : (text: string) => text;
+        // The ask answer is Markdown (the answer with its sources); Slack shows mrkdwn. A delayed
+        // in_channel response does not show the command, so the channel is told what was asked.
+        const question = slackTextToQuestion(command.text.trim().replace(/^\S+\s*/, '')).slice(0, 200);
+        const render =
+          sub === 'ask'
+            ? (text: string) => `${askedBy(command.user_id, question)}\n\n${markdownToMrkdwn(text)}`
+            : (text: string) => text;
         await followUp((text) => out.send(render(text), followUpVisibility));
       }
       await out.finish();
@@ -409,6 +415,11 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     log.error({ err }, 'slack app error');
   });
   return app;
+}
+
+/** The line above a `/support ask` answer posted for the channel: `<@U1> asked: _question_`. */
+export function askedBy(userId: string, question: string): string {
+  return `<@${userId}> asked: _${escapeMrkdwn(question)}_`;
 }
 
 /** Who sees a `/support` message: the invoker only, or everyone in the channel. */
