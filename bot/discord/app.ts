@@ -195,10 +195,12 @@ interface Destination {
  * - A mention in a server channel is answered in a thread started from the question (so the thread
  *   id is the question's message id, and the conversation key); where no thread can be started
  *   (DMs, threads, channel types without threads, missing permissions: 50001/50013/50024) the bot
- *   replies to the question instead. In a thread the bot started, the asker's later messages are
- *   follow-ups without a mention, until the thread was escalated to a person; everyone else
- *   mentions the bot. A reply that mentions the bot under one of its answers continues that
- *   answer's conversation.
+ *   replies to the question instead. In a thread the bot started, the messages of the person whose
+ *   question opened it (`threadOwnerKey`) are follow-ups without a mention, until the thread was
+ *   escalated to a person; everyone else mentions the bot. A mention is `<@bot>` in the text or the
+ *   bot's managed role; a reply's ping of the bot (Discord lists the replied-to author in
+ *   `mentions`) counts only under one of the bot's answers, where it continues that answer's
+ *   conversation, never under its notices or escalation posts.
  * - Answers are split by `answerToDiscordMessages` (≤ 2,000 chars, balanced fences, buttons on the
  *   last message). Nothing the bot posts pings anyone, except the configured escalation mention.
  * - Reactions resolve by message id through the state store (never a fetch), so they count on
