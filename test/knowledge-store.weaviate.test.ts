@@ -264,6 +264,27 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     }
   });
 
+  it('two writers racing on one article never leave it without chunks', async () => {
+    const store = await makeFakeStore();
+    try {
+      const a = makeArticle({ id: 'raced' });
+      for (let round = 0; round < 5; round++) {
+        const short = makeChunks(a, ['narwhal one', 'narwhal two']);
+        const long = makeChunks(
+          a,
+          Array.from({ length: 6 }, (_, i) => `narwhal long ${i}`),
+        );
+        await Promise.all([store.upsertArticle(a, short, 's'), store.upsertArticle(a, long, 'l')]);
+        const hits = await store.search('narwhal', { k: 20 });
+        expect(hits.length).toBeGreaterThanOrEqual(2);
+        // Whatever interleaving happened, each index is held once.
+        expect(new Set(hits.map((h) => h.chunk.index)).size).toBe(hits.length);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   describe('retries and failures', () => {
     const fast = () =>
       WeaviateKnowledgeStore.connect({

@@ -58,13 +58,19 @@ export interface WeaviateKnowledgeStoreOptions {
   tenant?: string;
   /**
    * Tokenization of the searchable properties. The store analyses text itself before Weaviate
-   * sees it (NFKC, lower case, Porter stems for Latin words, CJK runs as overlapping character
-   * bigrams, exactly the terms the SQLite store indexes), so the default `whitespace` keeps those
-   * terms as they are. `word` gives the same result for our analysed text except that it splits
-   * words with combining marks. `trigram` and `gse` (Chinese/Japanese segmentation, needs
-   * `ENABLE_TOKENIZER_GSE=true` on the server) are accepted for CJK-only tenants, but then the
-   * client-side bigrams are indexed as trigrams of bigrams: prefer the default.
-   * See https://docs.weaviate.io/weaviate/config-refs/collections#tokenization
+   * sees it (NFKC, lower case, Porter stems for Latin words, CJK runs as their characters plus
+   * overlapping bigrams: the terms the SQLite store matches), so the default `whitespace` keeps
+   * those terms as they are, and one index serves every locale of a tenant.
+   *
+   * Why not Weaviate's own per-locale tokenizers: Weaviate does not stem (`word` would not let
+   * "refunds" find "refunded"); a property has one tokenization, so per-locale tokenizers mean
+   * per-locale properties and per-locale BM25 statistics; `trigram` cannot find two-character
+   * Chinese words (发票 in 如何申请退款和发票 has no trigram of its own); `gse` (Chinese/Japanese
+   * segmentation) and `kagome_ja`/`kagome_kr` need server flags (`ENABLE_TOKENIZER_GSE`, …).
+   * `word` gives the same result for our analysed text except that it splits words with
+   * combining marks; `trigram`/`gse` are accepted for a CJK-only tenant on a server with the flag,
+   * but then index the client-side bigrams again. See
+   * https://docs.weaviate.io/weaviate/config-refs/collections#tokenization
    */
   tokenization?: 'whitespace' | 'word' | 'trigram' | 'gse';
   /**
@@ -297,8 +303,8 @@ type AnyCollection = Collection<undefined, string>;
  * Replacing an article (`upsertArticle`) is three requests, because Weaviate has no transactions
  * over several objects: (1) BatchObjects writes the new chunks, tagged with a fresh `writeId`; a
  * chunk index the article already had is overwritten in place (each object is replaced
- * atomically); (2) BatchDelete removes the article's chunks with another `writeId` (indices the
- * new version no longer has); (3) the article record with the new content hash is written last,
+ * atomically); (2) BatchDelete removes the article's chunks at indices the new version no longer
+ * has (and not written by this call: another `writeId`); (3) the article record with the new content hash is written last,
  * so a crash before it leaves the old hash and the next sync redoes the article. A concurrent
  * search therefore never sees the article without chunks (unless it now has none), but between
  * (1) and (2) it can see new chunks beside old chunks of higher indices, and during (1) a mix of
@@ -586,9 +592,13 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
       vector: vectors?.[i],
     }));
     await this.#insert(this.#chunks, objects);
+    // Only indices the new version does not have: two writers racing on one article (which the
+    // sync's single-flight lock prevents) can then lose each other's extra chunks, but can never
+    // delete every chunk of the article.
     const stale = Filters.and(
       this.#chunks.filter.byProperty('source').equal(article.source),
       this.#chunks.filter.byProperty('articleId').equal(article.id),
+      this.#chunks.filter.byProperty('chunkIndex').greaterOrEqual(chunks.length),
       this.#chunks.filter.byProperty('writeId').notEqual(writeId),
     );
     await this.#deleteMany(this.#chunks, stale);
