@@ -17,7 +17,10 @@ import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { AnswerRecord, Article, Chunk } from '../core/types.ts';
 import { registerTrainingCommands } from '../training/cli.ts';
 import { TRAIN_LOCK, type TrainFn, type TrainOptions } from '../training/job.ts';
+import { PromotedAdapterWatcher } from '../training/registry.ts';
+import { registryOf } from '../training/service.ts';
 import { randomLoraPairs, writeTinyLlama, writeTinyLora } from './fixtures/gguf/tiny-llama.ts';
+import { writeTinyHfLlama } from './fixtures/llama/tiny-hf-llama.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'training-cli-test-'));
 const SHARED_DATA = path.resolve(import.meta.dirname, '..', '..', 'shared', 'data');
@@ -322,4 +325,95 @@ describe('supportbot train and adapters', () => {
     expect(back.out).toBe('Rolled back from support-v1 to the base model.\n');
     await expect(run('adapters', 'rollback')).rejects.toMatchObject({ code: 'nothing-promoted' });
   });
+});
+
+describe('supportbot train with the real LoRA trainer (tiny Hugging Face Llama written by the fixture)', () => {
+  it('trains on the rated answers, and the promoted GGUF adapter is served by llama.cpp on another registry instance', async () => {
+    const dir = mkdtempSync(path.join(root, 'real-'));
+    const fx = await writeTinyHfLlama(path.join(dir, 'base'));
+    const rt = new Runtime(
+      configSchema.parse({
+        dataDir: path.join(dir, 'data'),
+        log: { level: 'silent' },
+        sources: [],
+        llm: { maxTokens: 32 },
+      }),
+    );
+    const gen = await LlamaCppGenerator.load({
+      modelPath: fx.gguf,
+      llama: llama as Llama,
+      threads: 1,
+      maxTokens: 6,
+      contextSize: 2048,
+    });
+    rt.generator = gen;
+    const realRun = async (...args: string[]) => {
+      let out = '';
+      let err = '';
+      const program = new Command('supportbot').exitOverride();
+      registerTrainingCommands(program, async () => rt, { out: (t) => (out += t), err: (t) => (err += t) });
+      await program.parseAsync(['node', 'supportbot', ...args]);
+      return { out, err };
+    };
+    const watcherRegistry = await registryOf(rt);
+    try {
+      await rt.knowledge.upsertArticle(
+        art('refunds', 'Refunds'),
+        [chunkOf('refunds', 'Refunds reach your card within five days.')],
+        'h1',
+      );
+      for (let i = 1; i <= 4; i++) {
+        const r = record(i);
+        await rt.state.saveAnswer({ ...r, result: { ...r.result, retrievedChunkIds: ['docs:refunds#0'] } });
+        await rt.state.setRating(r.id, 'U9', 1);
+      }
+      const trained = await realRun(
+        'train',
+        '--base',
+        fx.dir,
+        '--min',
+        '1',
+        '--epochs',
+        '1',
+        '--eval-dataset',
+        path.join(import.meta.dirname, 'fixtures', 'evals', 'beir-mini'),
+        '--eval-sample',
+        '1',
+      );
+      console.log(`real trainer:\n${trained.out}`);
+      expect(trained.out).toMatch(/^v1 {2}support-v1 +candidate .* trainLoss \d/m);
+      const [v1] = await watcherRegistry.list();
+      expect(v1?.metrics.trainExamples).toBeGreaterThan(0);
+      expect(existsSync(v1?.ggufPath ?? '')).toBe(true);
+      expect(existsSync(path.join(v1?.peftDir ?? '', 'adapter_config.json'))).toBe(true);
+
+      await realRun(
+        'adapters',
+        'promote',
+        '1',
+        '--force',
+        '--eval-dataset',
+        path.join(import.meta.dirname, 'fixtures', 'evals', 'beir-mini'),
+        '--sample',
+        '1',
+      );
+      const names: (string | null)[] = [];
+      const watcher = new PromotedAdapterWatcher(watcherRegistry, gen, { onChange: (n) => names.push(n) });
+      expect(await watcher.check()).toBe(true);
+      expect(names).toEqual(['support-v1']);
+      const served = await gen.generate({
+        question: 'How do refunds work?',
+        history: [],
+        contexts: [],
+        maxChars: 200,
+        adapter: 'support-v1',
+      });
+      expect(served.adapter).toBe('support-v1');
+    } finally {
+      await watcherRegistry.close();
+      rt.generator = null;
+      await gen.dispose();
+      await rt.close();
+    }
+  }, 240_000);
 });
