@@ -1,7 +1,11 @@
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import weaviate, { generateUuid5 } from 'weaviate-client';
+import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import {
   analyzeForIndex,
   analyzeQuery,
@@ -10,6 +14,7 @@ import {
   objectId,
   WeaviateKnowledgeStore,
 } from '../core/knowledge-store/weaviate.ts';
+import { contentTerms } from '../core/text.ts';
 import {
   describeKnowledgeStoreContract,
   describeVectorStoreContract,
@@ -283,6 +288,50 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('document frequencies agree with the embedded store for contentTerms', async () => {
+    const store = await makeFakeStore();
+    const sqlite = SqliteKnowledgeStore.open(path.join(mkdtempSync(path.join(tmpdir(), 'wv-df-')), 'k.db'));
+    try {
+      const articles: [string, string, string[]][] = [
+        ['a', 'Refunds', ['Refunding an invoice takes days.', 'Invoices list every charge.']],
+        ['b', 'Passwords', ['Reset the password from the sign-in page.']],
+        ['c', '退款', ['如何申请退款和发票']],
+      ];
+      for (const target of [store, sqlite]) {
+        for (const [id, title, texts] of articles) {
+          const a = makeArticle({ id, title });
+          await target.upsertArticle(a, makeChunks(a, texts), 'h');
+        }
+      }
+      const terms = contentTerms('refunded invoices password charges sign unknownword');
+      const expected = await sqlite.documentFrequencies(terms);
+      expect(expected.df.refund).toBe(2);
+      expect(await store.documentFrequencies?.(terms)).toEqual(expected);
+      // CJK words count the chunks holding all their bigrams. (The SQLite store reports 0 for
+      // them: its FTS5 vocabulary holds single CJK characters only.)
+      expect((await store.documentFrequencies?.(['退款', '发票', '退票']))?.df).toEqual({
+        退款: 1,
+        发票: 1,
+        退票: 0,
+      });
+    } finally {
+      await Promise.all([store.close(), sqlite.close()]);
+    }
+  });
+
+  it('replicas connecting at once to a new collection both succeed', async () => {
+    const connect = (tenant: string) =>
+      WeaviateKnowledgeStore.connect({
+        url: fake.url,
+        grpcUrl: fake.grpcUrl,
+        collection: 'RaceToCreate',
+        tenant,
+      });
+    const stores = await Promise.all([connect('same'), connect('same'), connect('other')]);
+    await Promise.all(stores.map((s) => s.close()));
+    expect(fake.engine.tenants('RaceToCreate').sort()).toEqual(['other', 'same']);
   });
 
   describe('retries and failures', () => {

@@ -840,23 +840,27 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   }
 
   /**
-   * Chunk counts per analysed term, one Aggregate request (objects count with a filter) per
-   * term; terms are matched against all three search properties as `core/text.ts` makes them.
+   * Chunk counts per term, one Aggregate request (objects count with a filter) per term. Terms
+   * come as `core/text.ts#contentTerms` makes them (lower-case, already Porter-stemmed, so not
+   * stemmed again); a CJK word is looked up as its bigrams, all of which must be in the chunk.
+   * A chunk counts when the term is in its title, headings or body.
    */
   async documentFrequencies(terms: string[]): Promise<{ documents: number; df: Record<string, number> }> {
     this.#open();
     const f = this.#chunks.filter;
     const df: Record<string, number> = {};
     for (const term of new Set(terms)) {
-      const token = analyzeForIndex(term).split(' ')[0] ?? '';
-      if (token === '') {
+      const value = CJK.test(term)
+        ? (analyzeQuery(term) ?? '')
+        : term.normalize('NFKC').toLowerCase().replace(/\s+/g, '');
+      if (value === '') {
         df[term] = 0;
         continue;
       }
       const where = Filters.or(
-        f.byProperty('titleSearch').equal(token),
-        f.byProperty('headingsSearch').equal(token),
-        f.byProperty('bodySearch').equal(token),
+        f.byProperty('titleSearch').equal(value),
+        f.byProperty('headingsSearch').equal(value),
+        f.byProperty('bodySearch').equal(value),
       );
       df[term] = (await this.#retry(() => this.#chunks.aggregate.overAll({ filters: where }))).totalCount;
     }
