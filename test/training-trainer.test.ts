@@ -146,6 +146,55 @@ describe('checkpoints and resume', () => {
   });
 });
 
+describe('optimizer details', () => {
+  it('gradient accumulation over two micro-batches of 1 equals one batch of 2 (token-weighted normalisation)', async () => {
+    const model = await LlamaModel.load(fx.dir);
+    const train = GOOD.map(([q, a]) => toExample(q as string, a as string));
+    const run = async (batchSize: number, gradAccumSteps: number) => {
+      const adapter = new LoraAdapter(
+        model.config,
+        { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'] },
+        4,
+      );
+      await trainLora(model, adapter, train, [], {
+        hyper: { epochs: 1, batchSize, gradAccumSteps, learningRate: 1e-2, maxGradNorm: 0.5, seed: 4 },
+      });
+      const w = await weights(adapter);
+      adapter.dispose();
+      return w;
+    };
+    const accumulated = await run(1, 2);
+    const batched = await run(2, 1);
+    const d = maxAbsDiff(accumulated, batched);
+    expect(d).toBeLessThan(1e-6);
+    // B of the first pair moved away from 0.
+    expect(Math.max(...Array.from(accumulated[1] as Float32Array, Math.abs))).toBeGreaterThan(1e-3);
+    model.dispose();
+  });
+
+  it('early stopping: no validation improvement for `patience` epochs ends the run and keeps the best adapter', async () => {
+    const model = await LlamaModel.load(fx.dir);
+    const adapter = new LoraAdapter(
+      model.config,
+      { r: 2, alpha: 4, dropout: 0, targetModules: ['v_proj'] },
+      1,
+    );
+    const r = await trainLora(
+      model,
+      adapter,
+      GOOD.map(([q, a]) => toExample(q as string, a as string)),
+      [toExample('is there a dark mode?', 'yes.')],
+      { hyper: { epochs: 6, batchSize: 2, learningRate: 0, earlyStoppingPatience: 2 } },
+    );
+    // lr 0: validation loss never improves after epoch 0, so epochs 1 and 2 are the two bad ones.
+    expect(r.stoppedEarly).toBe(true);
+    expect(r.epochsCompleted).toBe(3);
+    expect(r.bestValLoss).toBe(r.initialValLoss);
+    adapter.dispose();
+    model.dispose();
+  });
+});
+
 describe('KTO (arXiv 2402.01306) with the base model as reference', () => {
   for (const klEstimate of ['mismatched', 'batch-mean'] as const) {
     it(`raises log p of desirable replies and lowers undesirable ones (z0: ${klEstimate})`, async () => {
