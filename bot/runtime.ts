@@ -2,7 +2,7 @@ import path from 'node:path';
 import { type Logger, pino } from 'pino';
 import { type RequestScope, routeAdapter } from '../core/adapters.ts';
 import { answer } from '../core/answer.ts';
-import type { Config } from '../core/config.ts';
+import type { Config, SourceConfig } from '../core/config.ts';
 import { checkEmbeddingInfo, createEmbedder, type Embedder } from '../core/embedder.ts';
 import { SupportbotError } from '../core/errors.ts';
 import type { Generator } from '../core/generator.ts';
@@ -17,8 +17,11 @@ import type { StateStore } from '../core/state-store.ts';
 import { cl100kTokenizer, type Tokenizer } from '../core/tokenizer.ts';
 import type { AnswerResult, SearchFilter, SearchHit, Turn } from '../core/types.ts';
 import type { ChunkOptions } from '../sync/chunker.ts';
+import { lastSyncResults, runSyncJob } from '../sync/scheduler.ts';
 import type { Source } from '../sync/source.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
+import { createWebsiteSource } from '../sync/sources/website.ts';
+import { createZendeskSource } from '../sync/sources/zendesk.ts';
 import { type SyncProgress, type SyncSummary, syncSource } from '../sync/sync.ts';
 
 /** Options of `Runtime.ask`. */
@@ -62,7 +65,7 @@ export class Runtime {
     const file = path.join(config.dataDir, 'supportbot.sqlite');
     this.knowledge = SqliteKnowledgeStore.open(file);
     this.state = stores.state ?? SqliteStateStore.open(file);
-    this.sources = config.sources.map((s) => createFolderSource(s));
+    this.sources = config.sources.map((s) => createSource(s, path.join(config.dataDir, 'sources')));
   }
 
   /**
@@ -123,12 +126,51 @@ export class Runtime {
   }
 
   /**
-   * Syncs the named sources (all when `names` is empty).
+   * Syncs the named sources (all when `names` is empty), each as one job under its single-flight
+   * lock in the state store (`sync/scheduler.ts#runSyncJob`), the same job the schedule and
+   * `/support sync` run: a source another process is syncing is skipped and reported as busy
+   * (a summary with `sourceError`), never synced twice at once.
+   * @throws SupportbotError `unknown-source` naming the configured sources.
+   */
+  async syncJobs(
+    names: string[] = [],
+    options: {
+      force?: boolean;
+      reembed?: boolean;
+      requestedBy?: string;
+      onProgress?: (p: SyncProgress) => void;
+    } = {},
+  ): Promise<SyncSummary[]> {
+    this.checkSourceNames(names);
+    const summaries: SyncSummary[] = [];
+    for (const source of this.sources.filter((s) => names.length === 0 || names.includes(s.name))) {
+      const result = await runSyncJob({
+        state: this.state,
+        source: source.name,
+        requestedBy: options.requestedBy,
+        log: this.log,
+        runSync: async (name, context) =>
+          (await this.sync([name], { ...options, signal: context.signal }))[0] as SyncSummary,
+      });
+      if (result.status === 'busy') summaries.push(busySummary(source.name));
+      else if (result.summary) summaries.push(result.summary);
+      else throw result.error;
+    }
+    return summaries;
+  }
+
+  /**
+   * Syncs the named sources (all when `names` is empty), without the job lock (`syncJobs` takes it).
    * @throws SupportbotError `unknown-source` naming the configured sources.
    */
   async sync(
     names: string[] = [],
-    options: { force?: boolean; reembed?: boolean; onProgress?: (p: SyncProgress) => void } = {},
+    options: {
+      force?: boolean;
+      reembed?: boolean;
+      signal?: AbortSignal;
+      onProgress?: (p: SyncProgress) => void;
+    } = {},
   ): Promise<SyncSummary[]> {
     this.checkSourceNames(names);
     if (options.reembed && !this.embedder) {
@@ -283,6 +325,7 @@ export class Runtime {
   async status() {
     const stats = await this.knowledge.stats();
     const jobs = await this.state.listJobs({ limit: 5 });
+    const lastSync = await lastSyncResults(this.state);
     const status = {
       configFile: this.config.configFile ?? null,
       dataDir: this.config.dataDir,
@@ -291,13 +334,20 @@ export class Runtime {
       retrieval: await this.describeRetrieval(),
       generator: this.describeGenerator(),
       tokenizer: this.tokenizer.id,
-      sources: this.config.sources.map((s) => ({
-        name: s.name,
-        type: s.type,
-        path: s.path,
-        dialect: s.dialect,
-        articles: stats.sources[s.name] ?? 0,
-      })),
+      sources: this.config.sources.map((s) => {
+        const last = lastSync.get(s.name);
+        return {
+          name: s.name,
+          type: s.type,
+          location: sourceLocation(s),
+          dialect: s.type === 'folder' ? s.dialect : s.type,
+          schedule: s.schedule ?? null,
+          articles: stats.sources[s.name] ?? 0,
+          lastSync: last
+            ? { state: last.state, finishedAt: last.finishedAt ?? null, message: last.message ?? null }
+            : null,
+        };
+      }),
       articles: stats.articles,
       chunks: stats.chunks,
       jobs: jobs.map((j) => ({
@@ -318,7 +368,12 @@ export class Runtime {
       `generator:  ${status.generator}`,
       `indexed:    ${status.articles} articles, ${status.chunks} chunks`,
       ...status.sources.map(
-        (s) => `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.path}: ${s.articles} articles`,
+        (s) =>
+          `source:     ${s.name} (${s.type}, ${s.dialect}) ${s.location}: ${s.articles} articles` +
+          (s.schedule ? `; schedule ${s.schedule}` : '') +
+          (s.lastSync
+            ? `; last sync ${s.lastSync.state}${s.lastSync.finishedAt ? ` ${s.lastSync.finishedAt}` : ''}`
+            : ''),
       ),
       ...status.jobs.map(
         (j) =>
@@ -335,4 +390,45 @@ export class Runtime {
     await this.knowledge.close();
     await this.state.close();
   }
+}
+
+/** The source for a config entry, by its `type`; HTTP sources keep their caches under `cacheDir`. */
+function createSource(config: SourceConfig, cacheDir: string): Source {
+  switch (config.type) {
+    case 'folder':
+      return createFolderSource(config);
+    case 'zendesk':
+      return createZendeskSource(config, { cacheDir });
+    case 'website':
+      return createWebsiteSource(config, { cacheDir });
+  }
+}
+
+/** Where a source reads from, for `status`. */
+function sourceLocation(config: SourceConfig): string {
+  switch (config.type) {
+    case 'folder':
+      return config.path;
+    case 'zendesk':
+      return config.baseUrl ?? `https://${config.subdomain}.zendesk.com`;
+    case 'website':
+      return config.sitemapUrl;
+  }
+}
+
+/** The summary of a source skipped because another process holds its sync lock. */
+function busySummary(source: string): SyncSummary {
+  return {
+    source,
+    added: 0,
+    updated: 0,
+    unchanged: 0,
+    deleted: 0,
+    failed: 0,
+    chunks: 0,
+    seconds: 0,
+    errors: [],
+    swept: false,
+    sourceError: 'another sync of this source is running (skipped)',
+  };
 }

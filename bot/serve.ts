@@ -7,6 +7,8 @@ import {
 import type { AddressInfo } from 'node:net';
 import type { App } from '@slack/bolt';
 import type { Config } from '../core/config.ts';
+import { startScheduler } from '../sync/scheduler.ts';
+import type { SyncSummary } from '../sync/sync.ts';
 import type { SupportCommandDeps } from './commands/support-command.ts';
 import { formatAnswer } from './console/format.ts';
 import { resolveEscalationTarget } from './conversation/escalation-routing.ts';
@@ -60,7 +62,7 @@ export function createBotServices(rt: Runtime): {
   });
   const commands: SupportCommandDeps = {
     state: rt.state,
-    sync: (names) => rt.sync(names),
+    sync: (names) => rt.syncJobs(names),
     sourceNames: () => rt.sources.map((s) => s.name),
     status: async () => formatStatusText(await rt.status()),
     // The same per-user rate limit and answer timeout as mentions.
@@ -179,6 +181,14 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
   let stopSlack: (() => Promise<void>) | null = null;
   let stopDiscord: ((graceMs: number) => Promise<void>) | null = null;
   let stopHealth: (() => Promise<void>) | null = null;
+  // Scheduled syncs (per-source cron in the config); each run takes the source's lock in the
+  // state store, so with several replicas every tick syncs once.
+  const scheduler = startScheduler({
+    sources: config.sources.map((s) => ({ name: s.name, schedule: s.schedule, timezone: s.timezone })),
+    state: rt.state,
+    runSync: async (name, context) => (await rt.sync([name], { signal: context.signal }))[0] as SyncSummary,
+    log,
+  });
   try {
     if (platforms.slack) {
       const settings = slackSettings(config);
@@ -241,6 +251,7 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       stopSlack,
     ];
     for (const stop of undo) await stop?.().catch(() => {});
+    await scheduler.stop();
     throw err;
   }
   return {
@@ -250,6 +261,8 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       const deadline = Date.now() + graceMs;
       const left = () => Math.max(0, deadline - Date.now());
       const warn = (err: unknown) => log.warn({ err }, 'stop failed');
+      // 0. No new scheduled syncs; a running one finishes (or is aborted) and releases its lock.
+      await scheduler.stop();
       // 1. Slack's receiver closes first: Bolt acks an event before any listener runs, so an
       //    event acked now must still be answered; once closed, Slack re-delivers elsewhere.
       await stopSlack?.().catch(warn);

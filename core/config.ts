@@ -3,6 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { websiteSourceSchema } from '../sync/sources/website.ts';
+import { zendeskSourceSchema } from '../sync/sources/zendesk.ts';
 import { adapterConfigSchema } from './adapters.ts';
 import { SupportbotError } from './errors.ts';
 
@@ -29,6 +31,8 @@ export const folderSourceSchema = z
     exclude: z.array(z.string()).default([]),
     /** Cron expression for scheduled sync (used by `serve`); none means manual only. */
     schedule: z.string().optional(),
+    /** IANA time zone of `schedule` (`Europe/Berlin`); default `TZ`. */
+    timezone: z.string().optional(),
   })
   .strict();
 
@@ -226,7 +230,9 @@ const rerankerSchema = z
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
-    sources: z.array(z.discriminatedUnion('type', [folderSourceSchema])).default([]),
+    sources: z
+      .array(z.discriminatedUnion('type', [folderSourceSchema, zendeskSourceSchema, websiteSourceSchema]))
+      .default([]),
     chunking: z
       .object({
         maxTokens: z.number().int().min(32).max(8192).default(300),
@@ -327,6 +333,8 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type SourceConfig = Config['sources'][number];
+/** A `type: folder` source. */
+export type FolderSourceConfig = z.infer<typeof folderSourceSchema>;
 
 /** The example help center shipped in `examples/`, used when no source is configured. */
 export const DEFAULT_SOURCE: z.input<typeof folderSourceSchema> = {
@@ -451,7 +459,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config & { configFi
   const config = result.data;
   if (config.sources.length === 0) config.sources = [folderSourceSchema.parse(DEFAULT_SOURCE)];
   config.dataDir = path.resolve(env.DATA_DIR ? cwd : baseDir, config.dataDir);
-  for (const source of config.sources) source.path = path.resolve(baseDir, source.path);
+  for (const source of config.sources) {
+    if (source.type === 'folder') source.path = path.resolve(baseDir, source.path);
+  }
   if (config.llm.modelPath)
     config.llm.modelPath = path.resolve(env.LLM_MODEL_PATH ? cwd : baseDir, config.llm.modelPath);
   for (const spec of Object.values(config.llm.adapters.map)) {

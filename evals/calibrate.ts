@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { retrievalConfidence } from '../core/answer.ts';
-import { configSchema, DEFAULT_SOURCE, folderSourceSchema, type SourceConfig } from '../core/config.ts';
+import { configSchema, DEFAULT_SOURCE, type FolderSourceConfig, folderSourceSchema } from '../core/config.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
@@ -20,7 +20,7 @@ import { HELPCENTER_NAMES, helpcenterSource, loadQuestions, sharedHelpcentersDir
 const defaults = configSchema.parse({});
 const chunking = { ...defaults.chunking, tokenizer: cl100kTokenizer };
 const shared = sharedHelpcentersDir();
-const sets: [string, SourceConfig][] = [['examples', folderSourceSchema.parse(DEFAULT_SOURCE)]];
+const sets: [string, FolderSourceConfig][] = [['examples', folderSourceSchema.parse(DEFAULT_SOURCE)]];
 if (shared) for (const n of HELPCENTER_NAMES) sets.push([n, helpcenterSource(n, shared)]);
 else console.log('../shared/data/helpcenters not found: calibrating on the example help center only.');
 

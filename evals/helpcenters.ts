@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT, type SourceConfig } from '../core/config.ts';
+import { type FolderSourceConfig, PACKAGE_ROOT } from '../core/config.ts';
 
 /**
  * The real public help centers staged beside the project in `../shared/data/helpcenters`
@@ -26,7 +26,7 @@ export const HELPCENTER_NAMES = ['arduino', 'zulip', 'plausible'] as const;
 export type HelpcenterName = (typeof HELPCENTER_NAMES)[number];
 
 /** Folder-source config for one staged help center, rooted at `root` (the helpcenters folder). */
-export function helpcenterSource(name: HelpcenterName, root: string): SourceConfig {
+export function helpcenterSource(name: HelpcenterName, root: string): FolderSourceConfig {
   const common = {
     type: 'folder' as const,
     name,

@@ -99,7 +99,7 @@ describe('loadConfig', () => {
     const config = loadConfig({ cwd, file: 'etc/supportbot.yaml', env: {} });
     expect(config.configFile).toBe(file);
     expect(config.dataDir).toBe(path.join(cwd, 'var', 'data'));
-    expect(config.sources.map((s) => [s.name, s.path])).toEqual([
+    expect(config.sources.map((s) => [s.name, s.type === 'folder' ? s.path : null])).toEqual([
       ['docs', path.join(cwd, 'etc', 'help')],
       ['abs', path.join(cwd, 'elsewhere')],
     ]);

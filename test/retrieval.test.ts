@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answer } from '../core/answer.ts';
-import { configSchema, DEFAULT_SOURCE, folderSourceSchema, type SourceConfig } from '../core/config.ts';
+import { configSchema, DEFAULT_SOURCE, type FolderSourceConfig, folderSourceSchema } from '../core/config.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import {
@@ -72,7 +72,7 @@ async function abstention(store: SqliteKnowledgeStore, questions: LabelledQuesti
 
 function describeHelpcenter(
   name: string,
-  source: () => SourceConfig | null,
+  source: () => FolderSourceConfig | null,
   floors: Floors,
   minQuestions: number,
 ) {
@@ -85,7 +85,7 @@ function describeHelpcenter(
     beforeAll(async () => {
       tmp = mkdtempSync(path.join(tmpdir(), `supportbot-retrieval-${name}-`));
       store = SqliteKnowledgeStore.open(path.join(tmp, 'kb.sqlite'));
-      const summary = await syncSource(createFolderSource(config as SourceConfig), store, { chunking });
+      const summary = await syncSource(createFolderSource(config as FolderSourceConfig), store, { chunking });
       expect(summary.sourceError).toBeUndefined();
     }, 300_000);
     afterAll(async () => {

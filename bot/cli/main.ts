@@ -87,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
         ? 'The knowledge store is empty: syncing the configured sources first.\n'
         : `The knowledge store has no articles from ${unsynced.join(', ')} yet: syncing the configured sources first.\n`,
     );
-    printSummaries(await rt.sync(unsynced, { onProgress: syncProgressReporter() }));
+    printSummaries(await rt.syncJobs(unsynced, { requestedBy: 'cli', onProgress: syncProgressReporter() }));
   };
 
   const program = new Command('supportbot')
@@ -110,7 +110,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the summaries as JSON')
     .action(async (names: string[], opts: { force?: boolean; reembed?: boolean; json?: boolean }) => {
       const rt = await open(globals());
-      const summaries = await rt.sync(names, {
+      const summaries = await rt.syncJobs(names, {
+        requestedBy: 'cli',
         force: opts.force,
         reembed: opts.reembed,
         onProgress: syncProgressReporter(),

@@ -31,7 +31,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isBinaryFile } from 'isbinaryfile';
 import { type FileSystemAdapter, glob } from 'tinyglobby';
-import type { SourceConfig } from '../../core/config.ts';
+import type { FolderSourceConfig } from '../../core/config.ts';
 import { SupportbotError } from '../../core/errors.ts';
 import type { Article } from '../../core/types.ts';
 import { type Dialect, type DialectContext, dialects, getDialect } from '../dialects/index.ts';
@@ -61,7 +61,7 @@ export interface FolderSourceOptions {
 /** A `readdir` error that means the folder is gone (deleted during the walk), not unreadable. */
 const GONE = new Set(['ENOENT', 'ENOTDIR']);
 
-export function createFolderSource(config: SourceConfig, options: FolderSourceOptions = {}): Source {
+export function createFolderSource(config: FolderSourceConfig, options: FolderSourceOptions = {}): Source {
   const root = path.resolve(config.path);
   const baseDialect = getDialect(config.dialect);
   const listDir = options.readdir ?? ((dir: string) => readdir(dir, { withFileTypes: true }));
@@ -118,7 +118,7 @@ export function createFolderSource(config: SourceConfig, options: FolderSourceOp
  */
 async function listFiles(
   root: string,
-  config: SourceConfig,
+  config: FolderSourceConfig,
   baseDialect: Dialect,
   listDir: (dir: string) => Promise<Dirent[]>,
 ): Promise<{ files: string[]; unreadable: Map<string, string> }> {
@@ -165,7 +165,7 @@ async function listFiles(
 }
 
 async function readArticle(
-  config: SourceConfig,
+  config: FolderSourceConfig,
   root: string,
   sourcePath: string,
   baseDialect: Dialect,
@@ -257,7 +257,7 @@ function fromMarkdown(
   return { title, body: stringifyMarkdown(tree), frontMatter: data };
 }
 
-function buildArticle(config: SourceConfig, sourcePath: string, fields: Fields, mtime: Date): Article {
+function buildArticle(config: FolderSourceConfig, sourcePath: string, fields: Fields, mtime: Date): Article {
   const fm = fields.frontMatter;
   const slugPath = sourcePath.replace(/\.[^./]+$/, '');
   const id = scalarField(fm.id) ?? slugPath;
