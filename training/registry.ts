@@ -317,6 +317,18 @@ export interface AdapterLoading {
 }
 
 /**
+ * The generator as an adapter loader, or null when it cannot load adapter files (extractive; an
+ * OpenAI-compatible server, whose adapters are served model names).
+ */
+export function adapterLoaderOf(
+  generator: Generator | null | undefined,
+): (Generator & AdapterLoading) | null {
+  return typeof (generator as Partial<AdapterLoading> | null | undefined)?.registerAdapter === 'function'
+    ? (generator as Generator & AdapterLoading)
+    : null;
+}
+
+/**
  * The evaluator `promote` uses in production: registers both adapters on `generator` and runs
  * `evals/gate.ts#gateConfigurations` on `dataset` — the candidate adapter against the promoted
  * one (or the base model, adapter `null`), with the same retrieval settings for both.

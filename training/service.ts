@@ -24,8 +24,8 @@ import type { BuiltDataset } from './dataset/types.ts';
 import { type JobProgress, startTrainingJob, type TrainFn, type TrainingJobDeps } from './job.ts';
 import {
   type AdapterEvaluator,
-  type AdapterLoading,
   AdapterVersionRegistry,
+  adapterLoaderOf,
   gateEvaluator,
   openRegistryBackend,
 } from './registry.ts';
@@ -71,9 +71,6 @@ export async function feedbackDatasetOf(
   }
 }
 
-const loadsAdapters = (g: Generator | null): g is Generator & AdapterLoading =>
-  typeof (g as Partial<AdapterLoading> | null)?.registerAdapter === 'function';
-
 /**
  * The promotion-gate evaluator over the runtime's generator, on an eval dataset
  * (`evals/datasets.ts#loadDatasets` spec; default `helpcenter:examples`), or null when the
@@ -84,8 +81,8 @@ export function evaluatorOf(
   rt: Runtime,
   options: { dataset?: string; sample?: number } = {},
 ): AdapterEvaluator | null {
-  const generator = rt.generator;
-  if (!loadsAdapters(generator)) return null;
+  const generator = adapterLoaderOf(rt.generator);
+  if (!generator) return null;
   const spec = options.dataset ?? 'helpcenter:examples';
   let dataset = loadDatasets(spec, {
     helpcentersRoot:
