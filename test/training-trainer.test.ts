@@ -330,6 +330,41 @@ const BITEXT = path.resolve(
 );
 
 describe('trainAdapter end to end', () => {
+  it('KTO from prompt/completion/label JSONL (TRL conversational and plain text), then resume from the newest checkpoint', async () => {
+    const file = path.join(tmp, 'kto.jsonl');
+    const records = [
+      ...GOOD.map(([q, a]) => ({
+        prompt: [{ role: 'user', content: q }],
+        completion: [{ role: 'assistant', content: a }],
+        label: true,
+      })),
+      ...BAD.map(([q, a]) => ({ prompt: q, completion: ` ${a}`, label: false })),
+    ];
+    writeFileSync(file, `${records.map((r) => JSON.stringify(r)).join('\n')}\n\n`);
+    const out = path.join(tmp, 'kto-run');
+    const options = {
+      baseModel: fx.dir,
+      train: file,
+      validationFraction: 0,
+      outputDir: out,
+      lora: { r: 2, alpha: 4, dropout: 0 },
+      hyper: { objective: 'kto' as const, epochs: 2, batchSize: 4, learningRate: 1e-2, seed: 8 },
+      exports: { peft: true, gguf: false },
+    };
+    const first = await trainAdapter(options);
+    expect(first.objective).toBe('kto');
+    expect(first.examples).toEqual({ train: 8, validation: 0, skippedUndesirable: 0 });
+    expect(first.metrics.steps).toBe(4);
+    expect(first.files.gguf).toBeUndefined();
+    // Resuming a finished run trains no further and exports the same adapter.
+    const peft1 = readFileSync(path.join(out, 'peft', 'adapter_model.safetensors'));
+    const again = await trainAdapter({ ...options, resume: true });
+    expect(again.metrics.steps).toBe(4);
+    expect(readFileSync(path.join(out, 'peft', 'adapter_model.safetensors'))).toEqual(peft1);
+    writeFileSync(file, '{"messages": [{"role": "user", "content": "hi"}]}\n');
+    await expect(trainAdapter(options)).rejects.toThrow(/line 1: the last message must be the assistant/);
+  });
+
   it.skipIf(!existsSync(BITEXT))(
     'Bitext slice in our prompt format: loss falls, validation loss beats the untrained adapter, PEFT + GGUF written',
     async () => {
