@@ -334,6 +334,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   readonly #chunks: AnyCollection;
   readonly #articles: AnyCollection;
   readonly #queryProperties: string[];
+  /** The vectorizer module of the chunk collection, or null with our own vectors (`none`). */
+  readonly #module: string | null;
   /** Cached embedding record; re-read at most every EMBEDDING_TTL_MS (another process may set it). */
   #embedding: { info: EmbeddingInfo | null; readAt: number } | null = null;
 
@@ -346,6 +348,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     this.id = `weaviate:${options.url.replace(/\/+$/, '')}/${this.collectionName}#${tenant}`;
     this.#chunks = client.collections.use(this.collectionName).withTenant(tenant) as AnyCollection;
     this.#articles = client.collections.use(this.articleCollectionName).withTenant(tenant) as AnyCollection;
+    this.#module = options.vectorizer && options.vectorizer !== 'none' ? options.vectorizer : null;
     const w = options.weights ?? DEFAULT_BM25_WEIGHTS;
     this.#queryProperties = [
       `titleSearch^${w.title}`,
@@ -578,17 +581,18 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         );
       }
     }
-    if (vectors !== undefined) await this.#checkVectors(vectors, chunks.length);
-    if (this.#options.vectorizer && this.#options.vectorizer !== 'none' && vectors?.length) {
+    if (this.#module !== null && vectors?.length) {
       throw new SupportbotError(
         'invalid-option',
-        `the collection is vectorized by ${this.#options.vectorizer}; do not pass vectors`,
+        `the collection is vectorized by ${this.#module}; do not pass vectors`,
       );
     }
+    if (vectors !== undefined) await this.#checkVectors(vectors, chunks.length);
     const writeId = randomUUID();
     const objects = chunks.map((chunk, i) => ({
       id: objectId('chunk', article.source, article.id, chunk.index),
-      properties: chunkProps(article, chunk, writeId, vectors?.[i] !== undefined),
+      // A vectorizer module embeds every object on write, so no chunk waits for our embedder.
+      properties: chunkProps(article, chunk, writeId, this.#module !== null || vectors?.[i] !== undefined),
       vector: vectors?.[i],
     }));
     await this.#insert(this.#chunks, objects);
@@ -663,7 +667,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     this.#open();
     const k = Math.min(MAX_K, Math.max(0, Math.floor(Number.isFinite(options.k) ? options.k : 0)));
     const text = analyzeQuery(String(query ?? ''));
-    if (options.mode === 'vector' && options.vector === undefined) {
+    const byText = this.#module !== null && options.vector === undefined && options.mode !== 'bm25';
+    if (options.mode === 'vector' && options.vector === undefined && !byText) {
       throw new SupportbotError('invalid-option', 'vector search needs a query vector');
     }
     const alpha = options.alpha ?? DEFAULT_ALPHA;
@@ -678,16 +683,18 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
       }
       mode = options.mode ?? 'hybrid';
     }
+    // With a vectorizer module Weaviate embeds the raw query text itself.
+    if (byText) mode = options.mode ?? 'hybrid';
     if (k === 0 || (text === null && mode === 'bm25')) return [];
     const filters = this.#filters(options.filter);
     if (filters === 'none') return [];
     const common = { limit: k, filters, returnProperties: [...CHUNK_RETURN] };
     const q = this.#chunks.query;
-    const vector = mode === 'bm25' ? [] : Array.from(options.vector as Float32Array);
+    const vector = mode === 'bm25' || byText ? [] : Array.from(options.vector as Float32Array);
     // A hybrid search whose text has no searchable term fuses the vector list alone: asked for
     // here as a nearVector search and scored as Weaviate's fusion scores a lone list, so no
     // empty keyword query is sent.
-    const lone = mode === 'hybrid' && text === null;
+    const lone = mode === 'hybrid' && text === null && !byText;
     if (lone && alpha === 0) return [];
     const res = await this.#retry(async () => {
       if (mode === 'bm25') {
@@ -697,10 +704,14 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
           returnMetadata: ['score'],
         });
       }
+      if (byText && mode === 'vector') {
+        return q.nearText(String(query), { ...common, returnMetadata: ['distance'] });
+      }
       if (mode === 'vector' || lone) return q.nearVector(vector, { ...common, returnMetadata: ['distance'] });
       return q.hybrid(text ?? '', {
         ...common,
-        vector,
+        // The keyword part searches the analysed terms; the vector part embeds the raw text.
+        vector: byText ? { query: String(query) } : vector,
         alpha,
         fusionType: options.fusion === 'relative' ? 'RelativeScore' : 'Ranked',
         queryProperties: this.#queryProperties,
