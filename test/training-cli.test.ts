@@ -4,7 +4,15 @@
  * dir). The trainer is the only stand-in: `fakeTrainerForJobTests` exercises the job's
  * orchestration (lock, status, dataset file, registry); the LoRA trainer has its own tests.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -245,6 +253,15 @@ describe('supportbot train and adapters', () => {
     expect(parsed.length).toBeGreaterThan(0);
     for (const p of parsed) expect(Object.keys(p).sort()).toEqual(['completion', 'label', 'prompt']);
     expect(call?.lines.join('\n')).not.toContain('4111 1111 1111 1111');
+    // Nothing the job wrote holds the originals.
+    const runs = path.join(root, 'data', 'training', 'runs');
+    const written = readdirSync(runs, { recursive: true, withFileTypes: true }).filter((d) => d.isFile());
+    expect(written.length).toBeGreaterThanOrEqual(7);
+    for (const f of written) {
+      const text = readFileSync(path.join(f.parentPath, f.name), 'latin1');
+      expect(text, f.name).not.toContain('4111 1111 1111 1111');
+      expect(text, f.name).not.toContain('a@b.io');
+    }
 
     const [job] = await runtime.state.listJobs({ kind: 'retrain' });
     expect(job).toMatchObject({ state: 'succeeded', progress: 1 });
