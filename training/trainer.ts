@@ -177,30 +177,45 @@ export function makeBatch(examples: TokenizedExample[], padId = 0): Batch {
 }
 
 /**
- * Log-probability of each position's target, [B, T] (padding positions included; weight them
- * out).
+ * Log-probability of every weighted target (the reply tokens), [N] in row-major (b, t) order,
+ * and the batch row each belongs to. Only those N positions go through the LM head: a constant
+ * 0/1 selection matrix [N, B·T] picks their hidden states (a matmul, whose gradient every
+ * backend has — gather's gradient has no wasm kernel), so prompt positions cost no logits.
  */
-export function targetLogProbs(
+export function replyLogProbs(
   model: LlamaModel,
   adapter: LoraAdapter | null,
   batch: Batch,
   opts: { training?: boolean; dropoutSeed?: number } = {},
-): tf.Tensor2D {
-  return tf.tidy(() => {
-    const B = batch.ids.length;
-    const T = (batch.ids[0] as number[]).length;
-    const V = model.config.vocabSize;
-    const logits = model.forward(tf.tensor2d(batch.ids, [B, T], 'int32'), { lora: adapter, ...opts });
-    // A one-hot product rather than a gather: gather's gradient (UnsortedSegmentSum) has no
-    // wasm kernel. Memory is the same order as the [B, T, vocab] logits themselves.
-    const oneHot = tf.oneHot(tf.tensor2d(batch.targets, [B, T], 'int32'), V);
-    return tf.sum(tf.mul(tf.logSoftmax(logits, -1), oneHot), -1) as tf.Tensor2D;
+): { logProbs: tf.Tensor1D; rows: number[] } {
+  const B = batch.ids.length;
+  const T = (batch.ids[0] as number[]).length;
+  const V = model.config.vocabSize;
+  const positions: number[] = [];
+  const rows: number[] = [];
+  const targets: number[] = [];
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < T; t++)
+      if ((batch.weights[b] as number[])[t] === 1) {
+        positions.push(b * T + t);
+        rows.push(b);
+        targets.push((batch.targets[b] as number[])[t] as number);
+      }
+  const logProbs = tf.tidy(() => {
+    if (positions.length === 0) return tf.zeros([0]) as tf.Tensor1D;
+    const hidden = model.hidden(tf.tensor2d(batch.ids, [B, T], 'int32'), { lora: adapter, ...opts });
+    const select = tf.buffer([positions.length, B * T], 'float32');
+    positions.forEach((p, i) => select.set(1, i, p));
+    const logits = model.logits(tf.matMul(select.toTensor() as tf.Tensor2D, hidden));
+    const oneHot = tf.oneHot(tf.tensor1d(targets, 'int32'), V);
+    return tf.sum(tf.mul(tf.logSoftmax(logits, -1), oneHot), -1) as tf.Tensor1D;
   });
+  return { logProbs, rows };
 }
 
 /**
- * Summed SFT loss of a batch: −Σ weights·log p(target), a scalar; divide by Σ weights for the
- * mean per reply token.
+ * Summed SFT loss of a batch: −Σ log p(reply token), a scalar; divide by the number of reply
+ * tokens for the mean. Targets at weight-0 positions are never read.
  */
 export function sftLossSum(
   model: LlamaModel,
@@ -208,10 +223,7 @@ export function sftLossSum(
   batch: Batch,
   opts: { training?: boolean; dropoutSeed?: number } = {},
 ): tf.Scalar {
-  return tf.tidy(() => {
-    const lp = targetLogProbs(model, adapter, batch, opts);
-    return tf.neg(tf.sum(tf.mul(lp, tf.tensor2d(batch.weights)))) as tf.Scalar;
-  });
+  return tf.tidy(() => tf.neg(tf.sum(replyLogProbs(model, adapter, batch, opts).logProbs)) as tf.Scalar);
 }
 
 /** Σ over reply tokens of log p, per example: [B]. */
@@ -221,13 +233,16 @@ export function sequenceLogProbs(
   batch: Batch,
   opts: { training?: boolean; dropoutSeed?: number } = {},
 ): tf.Tensor1D {
-  return tf.tidy(
-    () =>
-      tf.sum(
-        tf.mul(targetLogProbs(model, adapter, batch, opts), tf.tensor2d(batch.weights)),
-        1,
-      ) as tf.Tensor1D,
-  );
+  return tf.tidy(() => {
+    const { logProbs, rows } = replyLogProbs(model, adapter, batch, opts);
+    // Per-example sums as a matmul with the [B, N] membership matrix.
+    const member = tf.buffer([batch.ids.length, rows.length], 'float32');
+    rows.forEach((b, i) => member.set(1, b, i));
+    return tf.reshape(
+      tf.matMul(member.toTensor() as tf.Tensor2D, tf.reshape(logProbs, [-1, 1])),
+      [-1],
+    ) as tf.Tensor1D;
+  });
 }
 
 /** Mean NLL per reply token over a dataset, no dropout. */

@@ -68,30 +68,25 @@ export class LlamaModel {
     };
     const c = config;
     const vec = (name: string, n: number) => tf.tensor1d(take(name, [n]).data);
-    const linear = (prefix: string, nIn: number, nOut: number, bias: boolean): Linear =>
-      tf.tidy(() => {
-        const w = take(`${prefix}.weight`, [nOut, nIn]);
-        const out: Linear = { wT: tf.transpose(tf.tensor2d(w.data, [nOut, nIn])) as tf.Tensor2D };
-        if (bias) out.bias = vec(`${prefix}.bias`, nOut);
-        return out as unknown as tf.TensorContainer;
-      }) as unknown as Linear;
+    const transposed = (name: string, nOut: number, nIn: number): tf.Tensor2D => {
+      const w = tf.tensor2d(take(name, [nOut, nIn]).data, [nOut, nIn]);
+      const t = tf.transpose(w) as tf.Tensor2D;
+      w.dispose();
+      return t;
+    };
+    const linear = (prefix: string, nIn: number, nOut: number, bias: boolean): Linear => ({
+      wT: transposed(`${prefix}.weight`, nOut, nIn),
+      ...(bias ? { bias: vec(`${prefix}.bias`, nOut) } : {}),
+    });
     this.#embed = tf.tensor2d(take('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]).data, [
       c.vocabSize,
       c.hiddenSize,
     ]);
     const head = weights.get('lm_head.weight');
     this.#headT =
-      c.tieWordEmbeddings || !head
+      c.tieWordEmbeddings || !weights.has('lm_head.weight')
         ? (tf.transpose(this.#embed) as tf.Tensor2D)
-        : tf.tidy(
-            () =>
-              tf.transpose(
-                tf.tensor2d(take('lm_head.weight', [c.vocabSize, c.hiddenSize]).data, [
-                  c.vocabSize,
-                  c.hiddenSize,
-                ]),
-              ) as tf.Tensor2D,
-          );
+        : transposed('lm_head.weight', c.vocabSize, c.hiddenSize);
     this.#finalNorm = vec('model.norm.weight', c.hiddenSize);
     const q = c.numHeads * c.headDim;
     const kv = c.numKvHeads * c.headDim;
@@ -181,6 +176,23 @@ export class LlamaModel {
    */
   forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     return tf.tidy(() => {
+      const [B, T] = ids.shape;
+      return tf.reshape(this.logits(this.hidden(ids, opts)), [B, T, this.config.vocabSize]) as tf.Tensor3D;
+    });
+  }
+
+  /** LM head: final hidden states [N, hidden] → logits [N, vocab]. */
+  logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden, this.#headT);
+  }
+
+  /**
+   * The final (normed) hidden states, [B·T, hidden], row b·T + t for position t of sequence b.
+   * Training takes only the reply rows through the LM head (`logits`), which saves the
+   * [B·T, vocab] logits of prompt positions — the largest tensor for real vocabularies.
+   */
+  hidden(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor2D {
+    return tf.tidy(() => {
       const c = this.config;
       const [B, T] = ids.shape;
       const H = c.numHeads;
@@ -221,8 +233,7 @@ export class LlamaModel {
         ) as tf.Tensor2D;
         h = tf.add(h, tf.reshape(this.#linear(act, L.down, l, 'down_proj', opts), [B, T, c.hiddenSize]));
       });
-      const out = tf.reshape(this.#rmsNorm(h, this.#finalNorm), [B * T, c.hiddenSize]) as tf.Tensor2D;
-      return tf.reshape(tf.matMul(out, this.#headT), [B, T, c.vocabSize]) as tf.Tensor3D;
+      return tf.reshape(this.#rmsNorm(h, this.#finalNorm), [B * T, c.hiddenSize]) as tf.Tensor2D;
     });
   }
 
