@@ -130,26 +130,60 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     expect(fake.engine.tenants('SupportbotChunk')).toContain(`t${tenants}`);
   });
 
-  it('a named vectorizer module goes into the schema; gse tokenization needs the server flag', async () => {
-    const schema = WeaviateKnowledgeStore.schema({
+  it('a vectorizer module: in the schema, embeds on write, searches by the raw query text', async () => {
+    // Stands in for the module's inference container: words hashed into 16 buckets.
+    const bagOfWords = (text: string) => {
+      const v = new Float32Array(16);
+      for (const w of text.toLowerCase().match(/[a-z]+/g) ?? []) {
+        let h = 0;
+        for (const ch of w) h = (h * 31 + ch.charCodeAt(0)) % 16;
+        v[h] = (v[h] ?? 0) + 1;
+      }
+      return v;
+    };
+    const withModule = await startFakeWeaviate({ modules: { 'text2vec-transformers': bagOfWords } });
+    const store = await WeaviateKnowledgeStore.connect({
+      url: withModule.url,
+      grpcUrl: withModule.grpcUrl,
       collection: 'Vectorized',
       vectorizer: 'text2vec-transformers',
     });
-    const client = await weaviate.connectToCustom({
-      httpHost: '127.0.0.1',
-      httpPort: Number(new URL(fake.url).port),
-      grpcHost: '127.0.0.1',
-      grpcPort: Number(new URL(fake.grpcUrl).port),
-    });
     try {
-      // biome-ignore lint/suspicious/noExplicitAny: the schema object is built at run time
-      await client.collections.create(schema.chunks as any);
-      const def = fake.engine.getClass('Vectorized')?.def;
+      const def = withModule.engine.getClass('Vectorized')?.def;
       const vector = Object.values(def?.vectorConfig ?? {})[0];
       expect(vector?.vectorizer).toEqual({ 'text2vec-transformers': { properties: ['title', 'text'] } });
+      const a = makeArticle({ id: 'a', title: 'Refunds' });
+      await store.upsertArticle(a, makeChunks(a, ['money back within two weeks']), 'h');
+      const b = makeArticle({ id: 'b', title: 'Passwords' });
+      await store.upsertArticle(b, makeChunks(b, ['reset the sign in secret']), 'h');
+      // Weaviate embedded them: nothing waits for our embedder.
+      expect(await store.listChunksWithoutVectors?.(10)).toEqual([]);
+      // "money back" shares no stemmed term with the query's keyword part, only the module's vector finds it.
+      const byVector = await store.search('want my money back', { k: 1, mode: 'vector' });
+      expect(byVector[0]?.chunk.articleId).toBe('a');
+      const hybrid = await store.search('reset my secret', { k: 2 });
+      expect(hybrid[0]?.chunk.articleId).toBe('b');
+      await expect(store.upsertArticle(a, makeChunks(a, ['x']), 'h', [unit(1)])).rejects.toMatchObject({
+        code: 'invalid-option',
+      });
     } finally {
-      await client.close();
+      await store.close();
+      await withModule.close();
     }
+  });
+
+  it('a module the server lacks and gse without its server flag are refused at connect', async () => {
+    await expect(
+      WeaviateKnowledgeStore.connect({
+        url: fake.url,
+        grpcUrl: fake.grpcUrl,
+        collection: 'NoModule',
+        vectorizer: 'text2vec-openai',
+      }),
+    ).rejects.toMatchObject({
+      code: 'store-error',
+      message: expect.stringMatching(/NoModule.*no module with name.*text2vec-openai/),
+    });
     await expect(
       WeaviateKnowledgeStore.connect({
         url: fake.url,
@@ -157,7 +191,7 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
         collection: 'Gse',
         tokenization: 'gse',
       }),
-    ).rejects.toThrow(/ENABLE_TOKENIZER_GSE/);
+    ).rejects.toMatchObject({ code: 'store-error', message: expect.stringMatching(/ENABLE_TOKENIZER_GSE/) });
   });
 
   it('tenants are isolated: one workspace never sees another one’s articles', async () => {

@@ -542,7 +542,14 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
           await this.#retry(() => client.collections.create(def as any));
         } catch (err) {
           // Another replica may have created it in between.
-          if (!(await this.#retry(() => client.collections.exists(def.name)))) throw err;
+          if (!(await this.#retry(() => client.collections.exists(def.name)))) {
+            if (err instanceof SupportbotError) throw err;
+            throw new SupportbotError(
+              'store-error',
+              `Weaviate refused to create collection ${def.name}: ${(err as Error).message}`,
+              { cause: err },
+            );
+          }
         }
       }
       const handle = client.collections.use(def.name);

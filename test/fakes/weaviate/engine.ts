@@ -161,8 +161,25 @@ export interface Hit {
   distance?: number;
 }
 
+/** A stand-in for a Weaviate vectorizer module (the inference container behind e.g. text2vec-transformers). */
+export type ModuleVectorizer = (text: string) => Float32Array;
+
 export class Engine {
   readonly collections = new Map<string, Collection>();
+
+  /** `modules`: the vectorizer modules this server has enabled, by name. */
+  constructor(readonly modules: Record<string, ModuleVectorizer> = {}) {}
+
+  /** The vectorizer module of a class's (first) vector and the properties it reads, or null for `none`. */
+  moduleOf(c: Collection): { name: string; vectorize: ModuleVectorizer; properties: string[] | null } | null {
+    const config = Object.values(c.def.vectorConfig ?? {})[0]?.vectorizer ?? {};
+    const [name, settings] = Object.entries(config)[0] ?? [];
+    if (!name || name === 'none') return null;
+    const vectorize = this.modules[name];
+    if (!vectorize) throw new FakeError(3, `no module with name "${name}" present`);
+    const properties = (settings as { properties?: string[] } | undefined)?.properties ?? null;
+    return { name, vectorize, properties };
+  }
 
   // --- schema -------------------------------------------------------------------------------
 
@@ -205,6 +222,7 @@ export class Engine {
       },
     };
     const collection: Collection = { def, shards: new Map() };
+    this.moduleOf(collection); // a class naming a module the server lacks is refused
     if (!def.multiTenancyConfig?.enabled) collection.shards.set('', { objects: new Map(), dimensions: null });
     this.collections.set(def.class, collection);
     return def;
@@ -282,6 +300,13 @@ export class Engine {
           `no such prop with name '${name}' found in class '${c.def.class}' in the schema`,
         );
       checkType(prop, value);
+    }
+    const module = this.moduleOf(c);
+    if (!vector && module) {
+      // The module embeds the object's text properties (those it is configured for, else all).
+      const names =
+        module.properties ?? c.def.properties.filter((p) => p.dataType[0] === 'text').map((p) => p.name);
+      vector = module.vectorize(names.map((n) => String(properties[n] ?? '')).join(' '));
     }
     if (vector) {
       if (shard.dimensions !== null && shard.dimensions !== vector.length) {

@@ -22,6 +22,7 @@ import {
   Engine,
   FakeError,
   type Hit,
+  type ModuleVectorizer,
   type PropertyDef,
   pickVector,
   type StoredObject,
@@ -41,6 +42,12 @@ export interface FakeWeaviateOptions {
   /** Reported by `/v1/meta` (the client checks it; gRPC needs >= 1.27, gRPC aggregate >= 1.29). */
   version?: string;
   apiKey?: string;
+  /**
+   * Enabled vectorizer modules (listed in `/v1/meta`): a class naming another module is refused,
+   * objects of a class with a module are embedded on write, and nearText / hybrid without a
+   * vector embed the query text with it.
+   */
+  modules?: Record<string, ModuleVectorizer>;
 }
 
 export interface FakeWeaviate {
@@ -70,7 +77,7 @@ export interface FakeWeaviate {
 
 /** Starts the fake on two ephemeral ports of 127.0.0.1. */
 export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Promise<FakeWeaviate> {
-  const engine = new Engine();
+  const engine = new Engine(options.modules);
   const version = options.version ?? '1.30.0';
   const calls = new Map<string, number>();
   const unhandled: string[] = [];
@@ -113,7 +120,7 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
         return send(200, {
           hostname: 'http://[::]:8080',
           version,
-          modules: {},
+          modules: Object.fromEntries(Object.keys(options.modules ?? {}).map((name) => [name, {}])),
           grpcMaxMessageSize: 104858000,
         });
       }
@@ -276,13 +283,23 @@ function toGrpcService(def: ServiceDefinition): grpc.ServiceDefinition {
 function search(engine: Engine, req: SearchRequest) {
   const started = performance.now();
   const { c, shard } = engine.shard(req.collection, req.tenant);
-  const searching = req.bm25Search || req.nearVector || req.hybridSearch;
-  if (req.nearText || req.nearObject || req.groupBy || req.generative || req.rerank) {
+  const searching = req.bm25Search || req.nearVector || req.hybridSearch || req.nearText;
+  if (req.nearObject || req.groupBy || req.generative || req.rerank) {
     throw new FakeError(
       grpc.status.UNIMPLEMENTED,
-      'the fake implements bm25, nearVector, hybrid and plain fetches only',
+      'the fake implements bm25, nearVector, nearText (with a module), hybrid and plain fetches only',
     );
   }
+  const module = engine.moduleOf(c);
+  const embedText = (text: string) => {
+    if (!module) {
+      throw new FakeError(
+        grpc.status.INVALID_ARGUMENT,
+        `class ${c.def.class} has no vectorizer module to vectorize the query`,
+      );
+    }
+    return module.vectorize(text);
+  };
   if (req.after && (req.filters || searching || req.sortBy.length > 0)) {
     throw new FakeError(
       grpc.status.INVALID_ARGUMENT,
@@ -297,12 +314,22 @@ function search(engine: Engine, req: SearchRequest) {
     const vector = pickVector(req.nearVector);
     if (!vector) throw new FakeError(grpc.status.INVALID_ARGUMENT, 'nearVector: no vector given');
     hits = engine.nearVector(shard, candidates, vector, req.nearVector.distance);
+  } else if (req.nearText) {
+    const nearText = req.nearText as { query: string[]; distance?: number };
+    hits = engine.nearVector(shard, candidates, embedText(nearText.query.join(' ')), nearText.distance);
   } else if (req.hybridSearch) {
     const h = req.hybridSearch;
+    const nearText = h.nearText as { query: string[] } | undefined;
+    const given = pickVector(h) ?? (h.nearVector ? pickVector(h.nearVector) : null);
+    // Without a vector, the module embeds the nearText sub-search's text, else the query.
+    const embedded =
+      given === null && h.alpha > 0 && (nearText || module)
+        ? embedText(nearText ? nearText.query.join(' ') : h.query)
+        : null;
     hits = engine.hybrid(c, shard, candidates, {
       query: h.query,
       properties: h.properties,
-      vector: pickVector(h) ?? (h.nearVector ? pickVector(h.nearVector) : null),
+      vector: given ?? embedded,
       alpha: h.alpha,
       fusionType: h.fusionType === Fusion.UNSPECIFIED ? Fusion.RELATIVE_SCORE : h.fusionType,
       limit: req.limit || 10,
