@@ -368,6 +368,30 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     expect(fake.engine.tenants('RaceToCreate').sort()).toEqual(['other', 'same']);
   });
 
+  it('deletes past the server’s per-request cap (QUERY_MAXIMUM_RESULTS) by repeating the delete', async () => {
+    const capped = await startFakeWeaviate({ maxResults: 5 });
+    const store = await WeaviateKnowledgeStore.connect({
+      url: capped.url,
+      grpcUrl: capped.grpcUrl,
+      maxResults: 5,
+    });
+    try {
+      const a = makeArticle({ id: 'long' });
+      const many = Array.from({ length: 12 }, (_, i) => `heron ${i}`);
+      await store.upsertArticle(a, makeChunks(a, many), 'h1');
+      // Shrinking to 1 chunk deletes 11, more than one request may.
+      await store.upsertArticle(a, makeChunks(a, ['heron only']), 'h2');
+      expect(await store.stats()).toMatchObject({ chunks: 1 });
+      await store.upsertArticle(a, makeChunks(a, many), 'h3');
+      expect(await store.deleteArticles('docs', ['long'])).toBe(1);
+      expect(await store.stats()).toEqual({ articles: 0, chunks: 0, sources: {} });
+      expect(capped.calls.get('BatchDelete')).toBeGreaterThan(4);
+    } finally {
+      await store.close();
+      await capped.close();
+    }
+  });
+
   describe('retries and failures', () => {
     const fast = () =>
       WeaviateKnowledgeStore.connect({

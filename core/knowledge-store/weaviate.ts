@@ -97,6 +97,11 @@ export interface WeaviateKnowledgeStoreOptions {
    * reported as `store-unavailable`.
    */
   timeoutSeconds?: { query?: number; insert?: number; init?: number };
+  /**
+   * The server's QUERY_MAXIMUM_RESULTS (default 10,000): the most objects one BatchDelete deletes
+   * (a delete that hit it is repeated) and the most chunks `exportArticles` reads per article.
+   */
+  maxResults?: number;
   /** BatchObjects requests in flight at once while writing (default 16; see `#insert` for why one object each). */
   insertConcurrency?: number;
 }
@@ -327,7 +332,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   readonly collectionName: string;
   readonly articleCollectionName: string;
   readonly #options: Required<
-    Pick<WeaviateKnowledgeStoreOptions, 'retries' | 'retryBaseMs' | 'insertConcurrency'>
+    Pick<WeaviateKnowledgeStoreOptions, 'retries' | 'retryBaseMs' | 'insertConcurrency' | 'maxResults'>
   > &
     WeaviateKnowledgeStoreOptions;
   #client: WeaviateClient | null;
@@ -341,7 +346,13 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
 
   private constructor(client: WeaviateClient, options: WeaviateKnowledgeStoreOptions, tenant: string) {
     this.#client = client;
-    this.#options = { retries: 4, retryBaseMs: 200, insertConcurrency: 16, ...options };
+    this.#options = {
+      retries: 4,
+      retryBaseMs: 200,
+      insertConcurrency: 16,
+      maxResults: 10_000,
+      ...options,
+    };
     this.tenant = tenant;
     this.collectionName = options.collection ?? 'SupportbotChunk';
     this.articleCollectionName = `${this.collectionName}Article`;
@@ -923,7 +934,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
             this.#chunks.filter.byProperty('source').equal(p.source),
             this.#chunks.filter.byProperty('articleId').equal(p.articleId),
           ),
-          limit: 10_000,
+          limit: this.#options.maxResults,
           includeVector: true,
           returnProperties: [...CHUNK_RETURN],
         }),
@@ -1045,21 +1056,26 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     }
   }
 
-  /** BatchDelete by filter; returns how many objects matched. A partial failure throws `store-write-failed`. */
+  /**
+   * BatchDelete by filter; returns how many objects were deleted. One request deletes at most
+   * QUERY_MAXIMUM_RESULTS objects (10,000 by default; docs: manage-objects/delete#delete-multiple-objects),
+   * so it repeats while a request hit that cap. Not verbose: a reply would list every object.
+   * A partial failure throws `store-write-failed`.
+   */
   async #deleteMany(collection: AnyCollection, where: FilterValue): Promise<number> {
-    const res = await this.#retry(() => collection.data.deleteMany(where, { verbose: true }));
-    if (res.failed > 0) {
-      const first = (res.objects ?? [])
-        .filter((o) => !o.successful)
-        .slice(0, 3)
-        .map((o) => `${o.id}: ${o.error ?? 'failed'}`)
-        .join('; ');
-      throw new SupportbotError(
-        'store-write-failed',
-        `Weaviate failed to delete ${res.failed} of ${res.matches} objects in ${collection.name}: ${first}`,
-      );
+    let deleted = 0;
+    for (;;) {
+      const res = await this.#retry(() => collection.data.deleteMany(where));
+      if (res.failed > 0) {
+        throw new SupportbotError(
+          'store-write-failed',
+          `Weaviate failed to delete ${res.failed} of ${res.matches} objects in ${collection.name}`,
+        );
+      }
+      deleted += res.successful;
+      // Fewer than the server's cap matched: nothing is left.
+      if (res.successful === 0 || res.matches < this.#options.maxResults) return deleted;
     }
-    return res.matches;
   }
 
   /** Every object of a collection's tenant, via the cursor API (`after` = last uuid). */
@@ -1067,17 +1083,18 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     collection: AnyCollection,
     returnProperties?: string[],
   ): AsyncGenerator<WeaviateObject<undefined, undefined>> {
+    const page = Math.min(PAGE, this.#options.maxResults);
     let after: string | undefined;
     for (;;) {
       const res = await this.#retry(() =>
         collection.query.fetchObjects({
           after,
-          limit: PAGE,
+          limit: page,
           ...(returnProperties ? { returnProperties } : {}),
         }),
       );
       for (const obj of res.objects) yield obj as WeaviateObject<undefined, undefined>;
-      if (res.objects.length < PAGE) return;
+      if (res.objects.length < page) return;
       after = res.objects[res.objects.length - 1]?.uuid;
     }
   }

@@ -48,6 +48,8 @@ export interface FakeWeaviateOptions {
    * vector embed the query text with it.
    */
   modules?: Record<string, ModuleVectorizer>;
+  /** QUERY_MAXIMUM_RESULTS: the most objects one BatchDelete deletes, and the largest offset + limit of a search (default 10,000). */
+  maxResults?: number;
 }
 
 export interface FakeWeaviate {
@@ -191,9 +193,9 @@ export async function startFakeWeaviate(options: FakeWeaviateOptions = {}): Prom
     };
 
   const weaviateHandlers: Record<string, (req: never) => unknown> = {
-    search: (req: SearchRequest) => search(engine, req),
+    search: (req: SearchRequest) => search(engine, req, options.maxResults ?? 10_000),
     batchObjects: (req: { objects: BatchObject[] }) => batchObjects(engine, req.objects, faults.reject),
-    batchDelete: (req: BatchDeleteRequest) => batchDelete(engine, req),
+    batchDelete: (req: BatchDeleteRequest) => batchDelete(engine, req, options.maxResults ?? 10_000),
     aggregate: (req: AggregateRequest) => aggregate(engine, req),
     tenantsGet: (req: { collection: string; names?: { values: string[] } }) => {
       const names = engine.tenants(req.collection);
@@ -280,8 +282,14 @@ function toGrpcService(def: ServiceDefinition): grpc.ServiceDefinition {
 
 // --- gRPC method implementations --------------------------------------------------------------
 
-function search(engine: Engine, req: SearchRequest) {
+function search(engine: Engine, req: SearchRequest, maxResults: number) {
   const started = performance.now();
+  if (req.offset + (req.limit || 10) > maxResults) {
+    throw new FakeError(
+      grpc.status.INVALID_ARGUMENT,
+      `query maximum results exceeded: offset + limit must be at most ${maxResults} (QUERY_MAXIMUM_RESULTS)`,
+    );
+  }
   const { c, shard } = engine.shard(req.collection, req.tenant);
   const searching = req.bm25Search || req.nearVector || req.hybridSearch || req.nearText;
   if (req.nearObject || req.groupBy || req.generative || req.rerank) {
@@ -505,11 +513,12 @@ function uuidBytes(uuid: string): Uint8Array {
   return Uint8Array.from(Buffer.from(uuid.replaceAll('-', ''), 'hex'));
 }
 
-function batchDelete(engine: Engine, req: BatchDeleteRequest) {
+function batchDelete(engine: Engine, req: BatchDeleteRequest, maxResults: number) {
   const started = performance.now();
   if (!req.filters) throw new FakeError(grpc.status.INVALID_ARGUMENT, 'batch delete: filters are required');
   const { c, shard } = engine.shard(req.collection, req.tenant);
-  const matched = engine.filtered(c, shard, req.filters);
+  // One request deletes at most QUERY_MAXIMUM_RESULTS objects; `matches` counts those it took.
+  const matched = engine.filtered(c, shard, req.filters).slice(0, maxResults);
   if (!req.dryRun) for (const o of matched) shard.objects.delete(o.uuid);
   return {
     took: (performance.now() - started) / 1000,
