@@ -276,11 +276,21 @@ export function classifyError(err: unknown): 'retry' | 'down' | 'fail' {
   return 'fail';
 }
 
+/** A URL for messages and logs: origin and path, never a `user:password@` part. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
 function unavailable(url: string, err: unknown): SupportbotError {
   const detail = (err as Error)?.message ?? String(err);
   return new SupportbotError(
     'store-unavailable',
-    `Weaviate at ${url} is not reachable: ${detail.slice(0, 300)}`,
+    `Weaviate at ${safeUrl(url)} is not reachable: ${detail.slice(0, 300)}`,
     {
       cause: err,
     },
@@ -309,12 +319,14 @@ type AnyCollection = Collection<undefined, string>;
  * over several objects: (1) BatchObjects writes the new chunks, tagged with a fresh `writeId`; a
  * chunk index the article already had is overwritten in place (each object is replaced
  * atomically); (2) BatchDelete removes the article's chunks at indices the new version no longer
- * has (and not written by this call: another `writeId`); (3) the article record with the new content hash is written last,
- * so a crash before it leaves the old hash and the next sync redoes the article. A concurrent
+ * has (and not written by this call: another `writeId`); (3) the article record with the new
+ * content hash is written last, so a crash before it leaves the old hash and the next sync redoes
+ * the article. A concurrent
  * search therefore never sees the article without chunks (unless it now has none), but between
  * (1) and (2) it can see new chunks beside old chunks of higher indices, and during (1) a mix of
- * old and new chunks (objects in one batch become visible one by one). Deletes are one
- * BatchDelete by filter (`source` and `articleId`).
+ * old and new chunks (objects become visible one by one). Two writers of one article at once are
+ * not serialized (the sync's single-flight lock does that); they cannot empty it, though.
+ * Deleting articles is a BatchDelete by filter (`source`, `articleId`), chunks before the record.
  *
  * Search: BM25 (Weaviate's BM25F over the three search properties with boosts 4/2/1, k1 = 1.2,
  * b = 0.75), nearVector (cosine distance; score = 1 − distance), or hybrid with `alpha` and
@@ -356,7 +368,7 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     this.tenant = tenant;
     this.collectionName = options.collection ?? 'SupportbotChunk';
     this.articleCollectionName = `${this.collectionName}Article`;
-    this.id = `weaviate:${options.url.replace(/\/+$/, '')}/${this.collectionName}#${tenant}`;
+    this.id = `weaviate:${safeUrl(options.url)}/${this.collectionName}#${tenant}`;
     this.#chunks = client.collections.use(this.collectionName).withTenant(tenant) as AnyCollection;
     this.#articles = client.collections.use(this.articleCollectionName).withTenant(tenant) as AnyCollection;
     this.#module = options.vectorizer && options.vectorizer !== 'none' ? options.vectorizer : null;
@@ -373,7 +385,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
    * their explicit schema when missing, and the tenant when missing.
    *
    * @throws SupportbotError `store-unavailable` (Weaviate unreachable after retries),
-   *   `invalid-option` (bad URL, collection or tenant name).
+   *   `invalid-option` (bad URL, collection or tenant name), `store-error` (refused: a wrong API
+   *   key, a collection schema the server cannot create, e.g. a module it lacks).
    */
   static async connect(options: WeaviateKnowledgeStoreOptions): Promise<WeaviateKnowledgeStore> {
     const tenant = options.tenant ?? 'default';
@@ -424,9 +437,13 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         // port means down at once; 5xx/429 are retried; anything else (a 401) is a real error.
         const kind = classifyError(err);
         if (kind === 'fail') {
-          throw new SupportbotError('store-error', `Weaviate at ${options.url}: ${(err as Error).message}`, {
-            cause: err,
-          });
+          throw new SupportbotError(
+            'store-error',
+            `Weaviate at ${safeUrl(options.url)}: ${(err as Error).message}`,
+            {
+              cause: err,
+            },
+          );
         }
         if (kind === 'down' || attempt >= retries) throw unavailable(options.url, err);
         await sleep(backoff(base, attempt));
