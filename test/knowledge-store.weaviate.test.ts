@@ -12,7 +12,9 @@ import {
   classifyError,
   localeRanges,
   objectId,
+  tenantName,
   WeaviateKnowledgeStore,
+  weaviateOptionsFromEnv,
 } from '../core/knowledge-store/weaviate.ts';
 import { contentTerms } from '../core/text.ts';
 import {
@@ -392,6 +394,37 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     }
   });
 
+  it('options from the environment, and tenant names for workspaces', () => {
+    expect(
+      weaviateOptionsFromEnv({
+        WEAVIATE_URL: 'https://weaviate.internal:8443',
+        WEAVIATE_API_KEY: 'k',
+        WEAVIATE_TENANT: 'slack-T024BE7LD',
+        WEAVIATE_GRPC_URL: '',
+      }),
+    ).toEqual({
+      url: 'https://weaviate.internal:8443',
+      grpcUrl: undefined,
+      apiKey: 'k',
+      collection: undefined,
+      tenant: 'slack-T024BE7LD',
+      vectorizer: undefined,
+      tokenization: undefined,
+    });
+    expect(() => weaviateOptionsFromEnv({})).toThrow(/WEAVIATE_URL/);
+    expect(() => weaviateOptionsFromEnv({ WEAVIATE_URL: 'not a url' })).toThrow(/not a URL/);
+    expect(() => weaviateOptionsFromEnv({ WEAVIATE_URL: 'http://x', WEAVIATE_TENANT: 'a b' })).toThrow(
+      /WEAVIATE_TENANT/,
+    );
+    expect(() => weaviateOptionsFromEnv({ WEAVIATE_URL: 'http://x', WEAVIATE_COLLECTION: 'lower' })).toThrow(
+      /WEAVIATE_COLLECTION/,
+    );
+    expect(tenantName('slack', 'T024BE7LD')).toBe('slack-T024BE7LD');
+    expect(tenantName('discord', '81384788765712384')).toBe('discord-81384788765712384');
+    expect(tenantName('console', 'a b/c')).toBe('console-a_b_c');
+    expect(tenantName('x', 'y'.repeat(100))).toHaveLength(64);
+  });
+
   describe('retries and failures', () => {
     const fast = () =>
       WeaviateKnowledgeStore.connect({
@@ -460,6 +493,19 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
         ),
       ).toBe('fail');
       expect(classifyError(new Error('class Foo not found'))).toBe('fail');
+    });
+
+    it('a Weaviate older than the client supports (1.25) is a clear store-error at connect', async () => {
+      const old = await startFakeWeaviate({ version: '1.25.4' });
+      try {
+        const err = await WeaviateKnowledgeStore.connect({ url: old.url, grpcUrl: old.grpcUrl }).catch(
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({ code: 'store-error' });
+        expect((err as Error).message).toMatch(/gRPC compatibility|1\.27/);
+      } finally {
+        await old.close();
+      }
     });
 
     it('a down Weaviate is store-unavailable at connect, fast, with no unhandled rejection', async () => {

@@ -1266,3 +1266,72 @@ function backoff(base: number, attempt: number): number {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Configuration helpers (for the runtime and `supportbot migrate`)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A valid Weaviate tenant name for one chat workspace: `<platform>-<id>` (`slack-T024BE7LD`,
+ * `discord-81384788765712384`), characters outside `[A-Za-z0-9_-]` replaced by `_`, at most 64
+ * characters (Weaviate's tenant name rule). Deterministic, so every replica picks the same tenant.
+ */
+export function tenantName(platform: string, workspaceId: string): string {
+  return `${platform}-${workspaceId}`.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64);
+}
+
+/**
+ * Store options from environment variables (names as in `deploy/.env.example`):
+ * `WEAVIATE_URL` (required), `WEAVIATE_GRPC_URL` (default: the URL's host, port 50051),
+ * `WEAVIATE_API_KEY`, `WEAVIATE_COLLECTION` (default `SupportbotChunk`), `WEAVIATE_TENANT`
+ * (default `default`), `WEAVIATE_VECTORIZER` (default `none`: our embedder's vectors),
+ * `WEAVIATE_TOKENIZATION` (default `whitespace`). Empty values count as unset.
+ *
+ * @throws SupportbotError `config-invalid` when `WEAVIATE_URL` is missing or a value is malformed.
+ */
+export function weaviateOptionsFromEnv(
+  env: Record<string, string | undefined>,
+): WeaviateKnowledgeStoreOptions {
+  const get = (name: string) => {
+    const value = env[name]?.trim();
+    return value ? value : undefined;
+  };
+  const url = get('WEAVIATE_URL');
+  if (!url) throw new SupportbotError('config-invalid', 'KNOWLEDGE_STORE=weaviate needs WEAVIATE_URL');
+  for (const name of ['WEAVIATE_URL', 'WEAVIATE_GRPC_URL']) {
+    const value = get(name);
+    if (value && !URL.canParse(value)) {
+      throw new SupportbotError('config-invalid', `${name} is not a URL: ${JSON.stringify(value)}`);
+    }
+  }
+  const tokenization = get('WEAVIATE_TOKENIZATION');
+  if (tokenization && !['whitespace', 'word', 'trigram', 'gse'].includes(tokenization)) {
+    throw new SupportbotError(
+      'config-invalid',
+      `WEAVIATE_TOKENIZATION must be whitespace, word, trigram or gse, got ${JSON.stringify(tokenization)}`,
+    );
+  }
+  const tenant = get('WEAVIATE_TENANT');
+  if (tenant && !TENANT_NAME.test(tenant)) {
+    throw new SupportbotError(
+      'config-invalid',
+      `WEAVIATE_TENANT must match ${TENANT_NAME}, got ${JSON.stringify(tenant)}`,
+    );
+  }
+  const collection = get('WEAVIATE_COLLECTION');
+  if (collection && !CLASS_NAME.test(collection)) {
+    throw new SupportbotError(
+      'config-invalid',
+      `WEAVIATE_COLLECTION must start with an upper-case letter and hold only letters, digits and _, got ${JSON.stringify(collection)}`,
+    );
+  }
+  return {
+    url,
+    grpcUrl: get('WEAVIATE_GRPC_URL'),
+    apiKey: get('WEAVIATE_API_KEY'),
+    collection,
+    tenant,
+    vectorizer: get('WEAVIATE_VECTORIZER'),
+    tokenization: tokenization as WeaviateKnowledgeStoreOptions['tokenization'],
+  };
+}
