@@ -205,7 +205,7 @@ export function replyLogProbs(
     if (positions.length === 0) return tf.zeros([0]) as tf.Tensor1D;
     const hidden = model.hidden(tf.tensor2d(batch.ids, [B, T], 'int32'), { lora: adapter, ...opts });
     const select = tf.buffer([positions.length, B * T], 'float32');
-    positions.forEach((p, i) => select.set(1, i, p));
+    for (const [i, p] of positions.entries()) select.set(1, i, p);
     const logits = model.logits(tf.matMul(select.toTensor() as tf.Tensor2D, hidden));
     const oneHot = tf.oneHot(tf.tensor1d(targets, 'int32'), V);
     return tf.sum(tf.mul(tf.logSoftmax(logits, -1), oneHot), -1) as tf.Tensor1D;
@@ -237,7 +237,7 @@ export function sequenceLogProbs(
     const { logProbs, rows } = replyLogProbs(model, adapter, batch, opts);
     // Per-example sums as a matmul with the [B, N] membership matrix.
     const member = tf.buffer([batch.ids.length, rows.length], 'float32');
-    rows.forEach((b, i) => member.set(1, b, i));
+    for (const [i, b] of rows.entries()) member.set(1, b, i);
     return tf.reshape(
       tf.matMul(member.toTensor() as tf.Tensor2D, tf.reshape(logProbs, [-1, 1])),
       [-1],

@@ -82,7 +82,6 @@ export class LlamaModel {
       c.vocabSize,
       c.hiddenSize,
     ]);
-    const head = weights.get('lm_head.weight');
     this.#headT =
       c.tieWordEmbeddings || !weights.has('lm_head.weight')
         ? (tf.transpose(this.#embed) as tf.Tensor2D)
