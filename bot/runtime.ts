@@ -52,6 +52,12 @@ export class Runtime {
   embedder: Embedder | null = null;
   /** Cross-encoder reranker (`reranker.model`), or null. */
   reranker: Reranker | null = null;
+  /**
+   * The adapter the registry promoted (`training/registry.ts`, kept current by serve's
+   * `PromotedAdapterWatcher`): it replaces `llm.adapters.default`; explicit routes still win.
+   * `undefined` until known, `null` for the base model.
+   */
+  promotedAdapter: string | null | undefined = undefined;
 
   /**
    * Builds the runtime over the embedded SQLite stores, or over a given state store (see `open`).
@@ -235,13 +241,12 @@ export class Runtime {
    * `llm.adapters.routes`.
    */
   async ask(question: string, options: AskOptions = {}): Promise<AnswerResult> {
-    const adapters = this.config.llm.adapters;
     return answer(question, {
       ...(await this.retrievalOptions()),
       signal: options.signal,
       store: this.knowledge,
       generator: this.generator ?? undefined,
-      adapter: this.generator && options.scope ? routeAdapter(adapters, options.scope) : undefined,
+      adapter: this.generator ? this.adapterFor(options.scope) : undefined,
       onToken: options.onToken,
       topK: this.config.retrieval.topK,
       abstainThreshold: this.config.answer.abstainThreshold,
@@ -307,6 +312,13 @@ export class Runtime {
     const fusion =
       mode === 'hybrid' ? ` (${this.config.retrieval.fusion}, alpha ${this.config.retrieval.alpha})` : '';
     return `${mode}${fusion} with ${this.embedder.id}${rerank}; ${vectors}`;
+  }
+
+  /** The adapter for a request: its route, else the promoted adapter, else the configured default. */
+  adapterFor(scope?: RequestScope): string | null | undefined {
+    const adapters = this.config.llm.adapters;
+    const fallback = this.promotedAdapter !== undefined ? this.promotedAdapter : adapters.default;
+    return routeAdapter({ ...adapters, default: fallback }, scope ?? {});
   }
 
   /** One line naming the generator and its default adapter, for `status` and start-up. */

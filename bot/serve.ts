@@ -9,6 +9,8 @@ import type { App } from '@slack/bolt';
 import type { Config } from '../core/config.ts';
 import { startScheduler } from '../sync/scheduler.ts';
 import type { SyncSummary } from '../sync/sync.ts';
+import { adapterLoaderOf, PromotedAdapterWatcher } from '../training/registry.ts';
+import { registryOf, retrainDependency } from '../training/service.ts';
 import type { SupportCommandDeps } from './commands/support-command.ts';
 import { formatAnswer } from './console/format.ts';
 import { resolveEscalationTarget } from './conversation/escalation-routing.ts';
@@ -65,6 +67,16 @@ export function createBotServices(rt: Runtime): {
     sync: (names) => rt.syncJobs(names),
     sourceNames: () => rt.sources.map((s) => s.name),
     status: async () => formatStatusText(await rt.status()),
+    // `/support retrain` trains for real when a base model is configured (else it records the request).
+    ...(config.training.baseModelDir
+      ? {
+          retrain: retrainDependency(rt, {
+            baseModelDir: config.training.baseModelDir,
+            autoPromote: config.training.autoPromote,
+            minExamples: config.training.minExamples,
+          }),
+        }
+      : {}),
     // The same per-user rate limit and answer timeout as mentions.
     ask: async (question, userId) => {
       const limits = handler.limits;
@@ -181,6 +193,25 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
   let stopSlack: (() => Promise<void>) | null = null;
   let stopDiscord: ((graceMs: number) => Promise<void>) | null = null;
   let stopHealth: (() => Promise<void>) | null = null;
+  // Serving follows the adapter registry's promoted version on every replica, without a restart.
+  const registry = rt.generator ? await registryOf(rt) : null;
+  const watcher = registry
+    ? new PromotedAdapterWatcher(registry, adapterLoaderOf(rt.generator), {
+        onChange: (name) => {
+          rt.promotedAdapter = name;
+          log.info({ adapter: name }, 'serving the promoted adapter');
+        },
+        onError: (err) => log.warn({ err }, 'could not read the promoted adapter'),
+      })
+    : null;
+  if (watcher) {
+    await watcher.check().catch((err) => log.warn({ err }, 'could not read the promoted adapter'));
+    watcher.start();
+  }
+  const stopWatcher = async () => {
+    watcher?.stop();
+    await registry?.close();
+  };
   // Scheduled syncs (per-source cron in the config); each run takes the source's lock in the
   // state store, so with several replicas every tick syncs once.
   const scheduler = startScheduler({
@@ -252,6 +283,7 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
     ];
     for (const stop of undo) await stop?.().catch(() => {});
     await scheduler.stop();
+    await stopWatcher();
     throw err;
   }
   return {
@@ -273,6 +305,7 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       // 4. Answers still being generated finish and post (replies go out through the Web API).
       await Promise.race([handler.drain(), new Promise((r) => setTimeout(r, left()).unref())]);
       await stopHealth?.().catch(warn);
+      await stopWatcher().catch(warn);
     },
   };
 }

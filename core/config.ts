@@ -266,6 +266,17 @@ export const configSchema = z
     embedding: embeddingSchema.prefault({}),
     reranker: rerankerSchema.prefault({}),
     llm: llmSchema.prefault({}),
+    training: z
+      .object({
+        /** `TRAIN_BASE_MODEL`: Hugging Face folder (safetensors + config.json + tokenizer.json) adapters are trained on; `/support retrain` needs it. */
+        baseModelDir: z.string().min(1).optional(),
+        /** Promote a retrained adapter when the eval gate passes. */
+        autoPromote: z.boolean().default(true),
+        /** Rated examples needed before training starts. */
+        minExamples: z.number().int().min(1).default(32),
+      })
+      .strict()
+      .prefault({}),
     answer: z
       .object({
         /** Abstain below this confidence (0..1); chosen from `npm run calibrate` (evals/calibrate.ts). */
@@ -373,6 +384,7 @@ const ENV_KEYS: Record<string, { key: string[]; type: 'string' | 'number' }> = {
   LLM_MAX_TOKENS: { key: ['llm', 'maxTokens'], type: 'number' },
   LLM_TIMEOUT_SECONDS: { key: ['llm', 'timeoutSeconds'], type: 'number' },
   LLM_THREADS: { key: ['llm', 'threads'], type: 'number' },
+  TRAIN_BASE_MODEL: { key: ['training', 'baseModelDir'], type: 'string' },
   SLACK_BOT_TOKEN: { key: ['slack', 'botToken'], type: 'string' },
   SLACK_SIGNING_SECRET: { key: ['slack', 'signingSecret'], type: 'string' },
   SLACK_APP_TOKEN: { key: ['slack', 'appToken'], type: 'string' },
@@ -461,6 +473,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config & { configFi
   config.dataDir = path.resolve(env.DATA_DIR ? cwd : baseDir, config.dataDir);
   for (const source of config.sources) {
     if (source.type === 'folder') source.path = path.resolve(baseDir, source.path);
+  }
+  if (config.training.baseModelDir) {
+    config.training.baseModelDir = path.resolve(
+      env.TRAIN_BASE_MODEL ? cwd : baseDir,
+      config.training.baseModelDir,
+    );
   }
   if (config.llm.modelPath)
     config.llm.modelPath = path.resolve(env.LLM_MODEL_PATH ? cwd : baseDir, config.llm.modelPath);

@@ -4,6 +4,7 @@ import { SupportbotError } from '../../core/errors.ts';
 import type { AnswerResult, SearchHit } from '../../core/types.ts';
 import { registerEvalCommands } from '../../evals/cli.ts';
 import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
+import { registerTrainingCommands } from '../../training/cli.ts';
 import { runConsole } from '../console/console.ts';
 import { formatAnswer } from '../console/format.ts';
 import { registerDiscordCommands } from '../discord/commands.ts';
@@ -230,6 +231,7 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   registerEvalCommands(program, () => open(globals()));
+  registerTrainingCommands(program, () => open(globals()));
 
   const discord = program.command('discord').description('Discord set-up');
   discord

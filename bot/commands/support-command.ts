@@ -11,7 +11,7 @@ export const ADMIN_SUBCOMMANDS: ReadonlySet<Subcommand> = new Set(['sync', 'retr
 
 export const HELP_TEXT = [
   '*/support* — ask the help-center bot',
-  '• `/support ask <question>` — answer a question here',
+  '• `/support ask <question>` — answer a question here (the answer is posted for the channel; all other replies only you see)',
   '• `/support status` — what is indexed and running',
   '• `/support sync [source]` — re-sync the help center now (admins)',
   '• `/support retrain` — retrain the tone/escalation adapter from rated answers (admins)',
@@ -43,7 +43,7 @@ export interface SupportCommandDeps {
   sourceNames: () => string[];
   /** One-paragraph status text. */
   status: () => Promise<string>;
-  /** Answers a question and renders it as plain text for a command reply. */
+  /** Answers a question and renders it as Markdown for a command reply (transports convert it). */
   ask: (question: string, userId: string) => Promise<string>;
   /**
    * Starts a retrain (`training/job.ts#startTrainingJob`: takes the state-store lock `job:train`

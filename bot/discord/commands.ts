@@ -47,7 +47,7 @@ export function supportCommandJson(): RESTPostAPIChatInputApplicationCommandsJSO
         ),
     )
     .addSubcommand((s) =>
-      s.setName('retrain').setDescription('Request a retrain of the tone/escalation adapter (admins)'),
+      s.setName('retrain').setDescription('Retrain the tone/escalation adapter from rated answers (admins)'),
     )
     .addSubcommand((s) => s.setName('help').setDescription('How to use the bot'))
     .toJSON();
