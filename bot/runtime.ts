@@ -8,6 +8,7 @@ import { SupportbotError } from '../core/errors.ts';
 import type { Generator } from '../core/generator.ts';
 import { createGenerator } from '../core/generators/index.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
+import type { WeaviateKnowledgeStoreOptions } from '../core/knowledge-store/weaviate.ts';
 import type { KnowledgeStore } from '../core/knowledge-store.ts';
 import { createReranker, type Reranker } from '../core/reranker.ts';
 import { type RetrievalSettings, retrieve } from '../core/retrieve.ts';
@@ -65,11 +66,11 @@ export class Runtime {
    */
   constructor(
     readonly config: Config & { configFile?: string | null },
-    stores: { state?: StateStore } = {},
+    stores: { state?: StateStore; knowledge?: KnowledgeStore } = {},
   ) {
     this.log = pino({ level: config.log.level, base: undefined }, pino.destination(2));
     const file = path.join(config.dataDir, 'supportbot.sqlite');
-    this.knowledge = SqliteKnowledgeStore.open(file);
+    this.knowledge = stores.knowledge ?? SqliteKnowledgeStore.open(file);
     this.state = stores.state ?? SqliteStateStore.open(file);
     this.sources = config.sources.map((s) => createSource(s, path.join(config.dataDir, 'sources')));
   }
@@ -84,7 +85,18 @@ export class Runtime {
     const state = config.state.redisUrl
       ? await RedisStateStore.connect(config.state.redisUrl, { keyPrefix: config.state.redisKeyPrefix })
       : undefined;
-    const rt = new Runtime(config, { state });
+    let knowledge: KnowledgeStore | undefined;
+    try {
+      if (config.knowledgeStore.type === 'weaviate') {
+        // Loaded only when configured: the Weaviate client brings gRPC with it.
+        const { WeaviateKnowledgeStore } = await import('../core/knowledge-store/weaviate.ts');
+        knowledge = await WeaviateKnowledgeStore.connect(weaviateOptions(config));
+      }
+    } catch (err) {
+      await state?.close();
+      throw err;
+    }
+    const rt = new Runtime(config, { state, knowledge });
     try {
       rt.generator = await createGenerator(config);
       const e = config.embedding;
@@ -402,6 +414,20 @@ export class Runtime {
     await this.knowledge.close();
     await this.state.close();
   }
+}
+
+/** Weaviate store options from the `knowledgeStore.weaviate` config (`WEAVIATE_*`). */
+export function weaviateOptions(config: Config): WeaviateKnowledgeStoreOptions {
+  const w = config.knowledgeStore.weaviate;
+  return {
+    url: w.url as string,
+    grpcUrl: w.grpcUrl,
+    apiKey: w.apiKey,
+    collection: w.collection,
+    tenant: w.tenant,
+    vectorizer: w.vectorizer,
+    tokenization: w.tokenization,
+  };
 }
 
 /** The source for a config entry, by its `type`; HTTP sources keep their caches under `cacheDir`. */

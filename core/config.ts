@@ -263,6 +263,44 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    knowledgeStore: z
+      .object({
+        /** `KNOWLEDGE_STORE`: the embedded SQLite file, or Weaviate for production. */
+        type: z.enum(['sqlite', 'weaviate']).default('sqlite'),
+        weaviate: z
+          .object({
+            /** `WEAVIATE_URL` (HTTP, e.g. http://weaviate:8080). */
+            url: z.string().url().optional(),
+            /** `WEAVIATE_GRPC_URL`; default the HTTP host on port 50051. */
+            grpcUrl: z.string().url().optional(),
+            /** `WEAVIATE_API_KEY`. */
+            apiKey: z.string().optional(),
+            /** `WEAVIATE_COLLECTION` (default `SupportbotChunk`). */
+            collection: z
+              .string()
+              .regex(/^[A-Z][A-Za-z0-9_]*$/, 'an upper-case letter, then letters, digits, _')
+              .optional(),
+            /** `WEAVIATE_TENANT` (default `default`; one tenant per workspace/guild when set so). */
+            tenant: z.string().optional(),
+            /** `WEAVIATE_VECTORIZER`: `none` (our embedder) or a Weaviate module name. */
+            vectorizer: z.string().optional(),
+            /** `WEAVIATE_TOKENIZATION` (default `whitespace` over our own analysed terms). */
+            tokenization: z.enum(['whitespace', 'word', 'trigram', 'gse']).optional(),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .superRefine((k, ctx) => {
+        if (k.type === 'weaviate' && !k.weaviate.url) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['weaviate', 'url'],
+            message: 'KNOWLEDGE_STORE=weaviate needs WEAVIATE_URL',
+          });
+        }
+      })
+      .prefault({}),
     embedding: embeddingSchema.prefault({}),
     reranker: rerankerSchema.prefault({}),
     llm: llmSchema.prefault({}),
@@ -384,6 +422,14 @@ const ENV_KEYS: Record<string, { key: string[]; type: 'string' | 'number' }> = {
   LLM_MAX_TOKENS: { key: ['llm', 'maxTokens'], type: 'number' },
   LLM_TIMEOUT_SECONDS: { key: ['llm', 'timeoutSeconds'], type: 'number' },
   LLM_THREADS: { key: ['llm', 'threads'], type: 'number' },
+  KNOWLEDGE_STORE: { key: ['knowledgeStore', 'type'], type: 'string' },
+  WEAVIATE_URL: { key: ['knowledgeStore', 'weaviate', 'url'], type: 'string' },
+  WEAVIATE_GRPC_URL: { key: ['knowledgeStore', 'weaviate', 'grpcUrl'], type: 'string' },
+  WEAVIATE_API_KEY: { key: ['knowledgeStore', 'weaviate', 'apiKey'], type: 'string' },
+  WEAVIATE_COLLECTION: { key: ['knowledgeStore', 'weaviate', 'collection'], type: 'string' },
+  WEAVIATE_TENANT: { key: ['knowledgeStore', 'weaviate', 'tenant'], type: 'string' },
+  WEAVIATE_VECTORIZER: { key: ['knowledgeStore', 'weaviate', 'vectorizer'], type: 'string' },
+  WEAVIATE_TOKENIZATION: { key: ['knowledgeStore', 'weaviate', 'tokenization'], type: 'string' },
   TRAIN_BASE_MODEL: { key: ['training', 'baseModelDir'], type: 'string' },
   SLACK_BOT_TOKEN: { key: ['slack', 'botToken'], type: 'string' },
   SLACK_SIGNING_SECRET: { key: ['slack', 'signingSecret'], type: 'string' },

@@ -1,6 +1,8 @@
+import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../core/config.ts';
 import { SupportbotError } from '../../core/errors.ts';
+import { SqliteKnowledgeStore } from '../../core/knowledge-store/sqlite.ts';
 import type { AnswerResult, SearchHit } from '../../core/types.ts';
 import { registerEvalCommands } from '../../evals/cli.ts';
 import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
@@ -8,7 +10,8 @@ import { registerTrainingCommands } from '../../training/cli.ts';
 import { runConsole } from '../console/console.ts';
 import { formatAnswer } from '../console/format.ts';
 import { registerDiscordCommands } from '../discord/commands.ts';
-import { Runtime } from '../runtime.ts';
+import { migrateKnowledge } from '../migrate.ts';
+import { Runtime, weaviateOptions } from '../runtime.ts';
 import { configuredPlatforms, startBot } from '../serve.ts';
 import { syncProgressReporter } from './progress.ts';
 
@@ -232,6 +235,60 @@ export async function main(argv: string[]): Promise<number> {
 
   registerEvalCommands(program, () => open(globals()));
   registerTrainingCommands(program, () => open(globals()));
+
+  program
+    .command('migrate')
+    .description(
+      'copy the knowledge store (articles, chunks, hashes, vectors) between SQLite and Weaviate, without re-embedding',
+    )
+    .addOption(
+      new Option('--from <store>', 'source store').choices(['sqlite', 'weaviate']).makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--to <store>', 'target store').choices(['sqlite', 'weaviate']).makeOptionMandatory(),
+    )
+    .option('--sqlite-file <file>', 'SQLite file (default: DATA_DIR/supportbot.sqlite)')
+    .option('--tenant <name>', 'Weaviate tenant (default: WEAVIATE_TENANT or "default")')
+    .action(async (opts: { from: string; to: string; sqliteFile?: string; tenant?: string }) => {
+      if (opts.from === opts.to) throw new SupportbotError('invalid-option', '--from and --to must differ');
+      const env = { ...process.env };
+      if (globals().dataDir) env.DATA_DIR = globals().dataDir;
+      const config = loadConfig({ file: globals().config, env });
+      if (!config.knowledgeStore.weaviate.url) {
+        throw new SupportbotError(
+          'config-invalid',
+          'migrate needs WEAVIATE_URL (knowledgeStore.weaviate.url)',
+        );
+      }
+      const { WeaviateKnowledgeStore } = await import('../../core/knowledge-store/weaviate.ts');
+      const sqliteFile = opts.sqliteFile ?? path.join(config.dataDir, 'supportbot.sqlite');
+      const openStore = async (kind: string) =>
+        kind === 'sqlite'
+          ? SqliteKnowledgeStore.open(sqliteFile)
+          : await WeaviateKnowledgeStore.connect({
+              ...weaviateOptions(config),
+              ...(opts.tenant ? { tenant: opts.tenant } : {}),
+            });
+      const from = await openStore(opts.from);
+      try {
+        const to = await openStore(opts.to);
+        try {
+          const r = await migrateKnowledge(from, to, {
+            onProgress: (p) => {
+              if (process.stderr.isTTY) process.stderr.write(`\rcopied ${p.articles} articles…`);
+            },
+          });
+          if (process.stderr.isTTY) process.stderr.write('\n');
+          process.stdout.write(
+            `copied ${r.articles} articles (${r.chunks} chunks, ${r.vectors} vectors) from ${from.id} to ${to.id} in ${(r.durationMs / 1000).toFixed(1)} s\n`,
+          );
+        } finally {
+          await to.close();
+        }
+      } finally {
+        await from.close();
+      }
+    });
 
   const discord = program.command('discord').description('Discord set-up');
   discord
