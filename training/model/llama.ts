@@ -219,8 +219,9 @@ export class LlamaModel {
         // Grouped-query attention without copying K/V (HF's repeat_kv gives query head h KV head
         // ⌊h / group⌋): query heads kv·group … kv·group + group − 1 are stacked into one
         // [group·T, D] block per KV head, so one batched matmul serves the whole group.
-        const qg = tf.reshape(q, [B, Hkv, group * T, D]);
-        const scores = tf.add(tf.div(tf.matMul(qg, k, false, true), Math.sqrt(D)), groupMask);
+        // Scaling q by 1/√D before QKᵀ saves one [.., T, T] tensor (and its gradient).
+        const qg = tf.reshape(tf.mul(q, 1 / Math.sqrt(D)), [B, Hkv, group * T, D]);
+        const scores = tf.add(tf.matMul(qg, k, false, true), groupMask);
         const attn = tf.reshape(tf.matMul(tf.softmax(scores, -1), v), [B, H, T, D]);
         const merged = tf.reshape(tf.transpose(attn, [0, 2, 1, 3]), [B * T, H * D]) as tf.Tensor2D;
         h = tf.add(h, tf.reshape(this.#linear(merged, L.o, l, 'o_proj', opts), [B, T, c.hiddenSize]));
