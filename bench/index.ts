@@ -3,7 +3,8 @@
  * latency, peak RSS and top-1/top-5 hit rate of supportbot next to its peers, each cell in its
  * own process; (2) the Slack HTTP path under load (`bench/chat-slack.ts`); (3) BM25 vs vector vs
  * hybrid in the SQLite store (`bench/vector.ts`); (4) llama-cpp generation with LoRA adapters next to the
- * extractive generator (`bench/generate.ts`). Each part prints its table and the machine.
+ * extractive generator (`bench/generate.ts`); (5) LoRA training tokens/s per tfjs backend
+ * (`bench/train.ts`). Each part prints its table and the machine.
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -17,7 +18,7 @@ else
   console.log(
     '../shared/data/helpcenters not found: skipping the retrieval bench (it reads the staged real help centers in place).',
   );
-for (const part of ['chat-slack.ts', 'vector.ts', 'generate.ts']) {
+for (const part of ['chat-slack.ts', 'vector.ts', 'generate.ts', 'train.ts']) {
   console.log(`\n== bench/${part}`);
   execFileSync(tsx, [path.join(PACKAGE_ROOT, 'bench', part)], { stdio: 'inherit' });
 }
