@@ -123,7 +123,7 @@ export function summaryText(report: EvalReport): string {
 
 type Charting = {
   vega: typeof import('vega');
-  compile: (typeof import('vega-lite'))['compile'];
+  compile: typeof import('vega-lite')['compile'];
   setToJSON: PropertyDescriptor | undefined;
 };
 let charting: Promise<Charting> | null = null;
