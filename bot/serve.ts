@@ -7,6 +7,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import type { App } from '@slack/bolt';
 import type { Config } from '../core/config.ts';
+import { SupportbotError } from '../core/errors.ts';
 import { startScheduler } from '../sync/scheduler.ts';
 import type { SyncSummary } from '../sync/sync.ts';
 import { adapterLoaderOf, PromotedAdapterWatcher } from '../training/registry.ts';
@@ -243,7 +244,12 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
     }
     if (platforms.discord) {
       const discord = createDiscordBot(discordSettings(config), { handler, commands, log });
-      await discord.start();
+      try {
+        await discord.start();
+      } catch (err) {
+        await discord.stop({ drainTimeoutMs: 0 }).catch(() => {});
+        throw discordStartError(err, config.discord.apiUrl);
+      }
       running.discord = 'running';
       // discord.js forgets its token when the gateway closes, so the Discord transport finishes its
       // own in-flight replies before it closes.
@@ -308,4 +314,29 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
       await stopWatcher().catch(warn);
     },
   };
+}
+
+/**
+ * A one-line error for a Discord login that failed: `discord-auth` when Discord refused the token
+ * (HTTP 401, or gateway close code 4004 "Authentication failed"), `discord-unreachable` when the
+ * REST API or gateway could not be reached.
+ */
+export function discordStartError(err: unknown, apiUrl?: string): SupportbotError {
+  const e = err as { status?: number; code?: number | string; message?: string };
+  const message = e.message ?? String(err);
+  if (
+    e.status === 401 ||
+    e.code === 4004 ||
+    e.code === 'TokenInvalid' ||
+    /invalid token|401/i.test(message)
+  ) {
+    return new SupportbotError(
+      'discord-auth',
+      `Discord did not accept the bot token (DISCORD_TOKEN): ${message}`,
+    );
+  }
+  return new SupportbotError(
+    'discord-unreachable',
+    `cannot reach the Discord API (${apiUrl ?? 'https://discord.com/api'}): ${message}`,
+  );
 }

@@ -27,6 +27,22 @@ describe('supportbot CLI on embedded defaults', () => {
   });
   afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 
+  it('an empty or over-long question is a one-line error, not an answer', () => {
+    for (const args of [
+      ['ask', '   '],
+      ['search', ''],
+    ]) {
+      const r = cli(args, { cwd });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^error: the (question|query) is empty\n$/);
+    }
+    const long = cli(['ask', 'why '.repeat(1500)], { cwd, env: { SUPPORTBOT_CONFIG: '' } });
+    expect(long.code).toBe(1);
+    expect(long.stderr).toBe(
+      'error: the question is 5999 characters; the limit is 4000 (bot.limits.maxQuestionChars)\n',
+    );
+  });
+
   it('ask --json syncs the example help center on first use and answers with citations', () => {
     const r = cli(['ask', '--json', 'How do I reset my password?'], { cwd });
     expect(r.code, r.stderr).toBe(0);

@@ -115,6 +115,25 @@ describe('serve with Slack and Discord', () => {
     await expect(fetch(`http://127.0.0.1:${running.port}/healthz`)).rejects.toThrow();
   }, 60_000);
 
+  it('a wrong Discord token or an unreachable Discord stops start-up with one clear error', async () => {
+    const wrong = await Runtime.open(
+      loadConfig({
+        cwd: tmp,
+        env: { DISCORD_TOKEN: 'not-the-token', DISCORD_API_URL: rest.apiUrl, PORT: '0' },
+      }),
+    );
+    await expect(startBot(wrong)).rejects.toMatchObject({ code: 'discord-auth' });
+    await wrong.close();
+    const down = await Runtime.open(
+      loadConfig({
+        cwd: tmp,
+        env: { DISCORD_TOKEN: world.token, DISCORD_API_URL: 'http://127.0.0.1:9/api', PORT: '0' },
+      }),
+    );
+    await expect(startBot(down)).rejects.toMatchObject({ code: 'discord-unreachable' });
+    await down.close();
+  }, 60_000);
+
   it('`supportbot discord register --guild` registers /support in that guild', async () => {
     // Asynchronous: the fake REST server runs in this process.
     const r = await runCli(['discord', 'register', '--guild', GUILD], {

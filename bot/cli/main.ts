@@ -157,8 +157,8 @@ export async function main(argv: string[]): Promise<number> {
         opts: { topK: number; source?: string[]; mode?: 'bm25' | 'vector' | 'hybrid'; json?: boolean },
       ) => {
         const rt = await open(globals());
+        const query = checkedText(words.join(' '), 'query', rt.config.bot.limits.maxQuestionChars);
         await ensureSynced(rt);
-        const query = words.join(' ');
         rt.checkSourceNames(opts.source ?? []);
         const { hits, mode } = await rt.search(query, {
           k: opts.topK,
@@ -187,8 +187,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'machine-readable output')
     .action(async (words: string[], opts: { json?: boolean }) => {
       const rt = await open(globals());
+      const question = checkedText(words.join(' '), 'question', rt.config.bot.limits.maxQuestionChars);
       await ensureSynced(rt);
-      const question = words.join(' ');
       const result = await rt.ask(question);
       if (opts.json) process.stdout.write(`${JSON.stringify(answerJson(question, result), null, 2)}\n`);
       else process.stdout.write(`${formatAnswer(result)}\n`);
@@ -376,4 +376,21 @@ function waitForShutdownSignal(): Promise<void> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+}
+
+/**
+ * The trimmed question or query, or a one-line error: an empty one has nothing to answer, and one
+ * over `bot.limits.maxQuestionChars` is refused as the chat front ends refuse it.
+ * @throws SupportbotError `empty-question` / `question-too-long`.
+ */
+function checkedText(text: string, what: string, maxChars: number): string {
+  const trimmed = text.trim();
+  if (!trimmed) throw new SupportbotError('empty-question', `the ${what} is empty`);
+  if (trimmed.length > maxChars) {
+    throw new SupportbotError(
+      'question-too-long',
+      `the ${what} is ${trimmed.length} characters; the limit is ${maxChars} (bot.limits.maxQuestionChars)`,
+    );
+  }
+  return trimmed;
 }
