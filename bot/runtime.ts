@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { type Logger, pino } from 'pino';
+import type { Logger } from 'pino';
 import { type RequestScope, routeAdapter } from '../core/adapters.ts';
 import { answer } from '../core/answer.ts';
 import type { Config, SourceConfig } from '../core/config.ts';
@@ -24,6 +24,8 @@ import { createFolderSource } from '../sync/sources/folder.ts';
 import { createWebsiteSource } from '../sync/sources/website.ts';
 import { createZendeskSource } from '../sync/sources/zendesk.ts';
 import { type SyncProgress, type SyncSummary, syncSource } from '../sync/sync.ts';
+import { createLogger } from './logging.ts';
+import type { BotMetrics } from './metrics.ts';
 
 /** Options of `Runtime.ask`. */
 export interface AskOptions {
@@ -59,6 +61,8 @@ export class Runtime {
    * `undefined` until known, `null` for the base model.
    */
   promotedAdapter: string | null | undefined = undefined;
+  /** Prometheus metrics, set by `serve` (`bot/metrics.ts`); null for one-shot commands. */
+  metrics: BotMetrics | null = null;
 
   /**
    * Builds the runtime over the embedded SQLite stores, or over a given state store (see `open`).
@@ -68,7 +72,7 @@ export class Runtime {
     readonly config: Config & { configFile?: string | null },
     stores: { state?: StateStore; knowledge?: KnowledgeStore } = {},
   ) {
-    this.log = pino({ level: config.log.level, base: undefined }, pino.destination(2));
+    this.log = createLogger(config.log.level);
     const file = path.join(config.dataDir, 'supportbot.sqlite');
     this.knowledge = stores.knowledge ?? SqliteKnowledgeStore.open(file);
     this.state = stores.state ?? SqliteStateStore.open(file);
@@ -170,6 +174,11 @@ export class Runtime {
         runSync: async (name, context) =>
           (await this.sync([name], { ...options, signal: context.signal }))[0] as SyncSummary,
       });
+      this.metrics?.observeSync(
+        source.name,
+        result.status,
+        result.status === 'busy' ? undefined : result.summary,
+      );
       if (result.status === 'busy') summaries.push(busySummary(source.name));
       else if (result.summary) summaries.push(result.summary);
       else throw result.error;
@@ -253,7 +262,7 @@ export class Runtime {
    * `llm.adapters.routes`.
    */
   async ask(question: string, options: AskOptions = {}): Promise<AnswerResult> {
-    return answer(question, {
+    const result = await answer(question, {
       ...(await this.retrievalOptions()),
       signal: options.signal,
       store: this.knowledge,
@@ -266,6 +275,8 @@ export class Runtime {
       filter: this.scopeFilter(options.filter),
       history: options.history ?? [],
     });
+    this.metrics?.observeAnswer(result);
+    return result;
   }
 
   /** Embedder (when the store's vectors match it), reranker and hybrid settings for `retrieve()`. */

@@ -17,6 +17,7 @@ import { formatAnswer } from './console/format.ts';
 import { resolveEscalationTarget } from './conversation/escalation-routing.ts';
 import { ConversationHandler, type ConversationLimits, RATE_LIMITED_TEXT } from './conversation/handler.ts';
 import { createDiscordBot, type DiscordSettings } from './discord/app.ts';
+import { BotMetrics } from './metrics.ts';
 import type { Runtime } from './runtime.ts';
 import { createSlackBot, type SlackSettings } from './slack/app.ts';
 
@@ -57,6 +58,11 @@ export function createBotServices(rt: Runtime): {
     state: rt.state,
     log: rt.log,
     limits: handlerLimits(config),
+    observe: {
+      outcome: (message, outcome) => rt.metrics?.observeOutcome(message.platform, outcome),
+      rating: (event, recorded) =>
+        rt.metrics?.observeRating(event.platform, recorded ? event.value : 'ignored'),
+    },
     escalationFor: (message) =>
       resolveEscalationTarget(
         message.platform === 'discord' ? config.discord.escalation : config.slack.escalation,
@@ -134,6 +140,67 @@ export function healthzHandler(rt: Runtime, platforms: () => HealthReport['platf
   };
 }
 
+/** One dependency's readiness in `/readyz`. */
+export interface DependencyStatus {
+  ok: boolean;
+  id: string;
+  ms: number;
+  error?: string;
+}
+
+/**
+ * Answers `GET /readyz` with each dependency's state, checked now: the knowledge store, the state
+ * store, the generator (an OpenAI-compatible server is asked for `/models`; a loaded GGUF is
+ * ready), the embedder (a server is asked to embed one word) and the chat platforms. 200 when all
+ * are ready, 503 otherwise, so a load balancer sends no traffic to a replica that cannot answer.
+ */
+export function readyzHandler(rt: Runtime, platforms: () => HealthReport['platforms']) {
+  const check = async (id: string, probe: () => Promise<unknown>): Promise<DependencyStatus> => {
+    const started = performance.now();
+    try {
+      await Promise.race([
+        probe(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timed out after 3 s')), 3000).unref()),
+      ]);
+      return { ok: true, id, ms: Math.round(performance.now() - started) };
+    } catch (err) {
+      return { ok: false, id, ms: Math.round(performance.now() - started), error: (err as Error).message };
+    }
+  };
+  return async (_req: HttpRequest, res: ServerResponse): Promise<void> => {
+    const llm = rt.config.llm;
+    const dependencies: Record<string, DependencyStatus> = {
+      knowledgeStore: await check(rt.knowledge.id, () => rt.knowledge.stats()),
+      stateStore: await check(rt.state.id, () => rt.state.listJobs({ limit: 1 })),
+    };
+    if (rt.generator) {
+      dependencies.generator = await check(rt.generator.id, async () => {
+        if (llm.backend !== 'openai' || !llm.baseUrl) return;
+        const r = await fetch(`${llm.baseUrl.replace(/\/+$/, '')}/models`, {
+          headers: llm.apiKey ? { authorization: `Bearer ${llm.apiKey}` } : {},
+        });
+        if (!r.ok) throw new Error(`GET /models answered ${r.status}`);
+      });
+    }
+    if (rt.embedder) {
+      const embedder = rt.embedder;
+      dependencies.embedder = await check(embedder.id, () => embedder.embedQueries(['ready']));
+    }
+    const running = platforms();
+    for (const [name, state] of Object.entries(running)) {
+      dependencies[name] = {
+        ok: state === 'running',
+        id: name,
+        ms: 0,
+        ...(state === 'running' ? {} : { error: state }),
+      };
+    }
+    const ok = Object.values(dependencies).every((d) => d.ok);
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ok, dependencies }));
+  };
+}
+
 /** Slack transport settings from the config (tokens from `SLACK_*`). */
 export function slackSettings(config: Config): SlackSettings {
   const s = config.slack;
@@ -185,9 +252,22 @@ export interface RunningBot {
 export async function startBot(rt: Runtime): Promise<RunningBot> {
   const { config, log } = rt;
   const platforms = configuredPlatforms(config);
+  rt.metrics ??= new BotMetrics();
+  const metrics = rt.metrics;
   const { handler, commands } = createBotServices(rt);
   const running: Record<string, 'running' | 'stopped'> = {};
   const healthz = healthzHandler(rt, () => ({ ...running }));
+  const readyz = readyzHandler(rt, () => ({ ...running }));
+  const metricsRoute = async (_req: HttpRequest, res: ServerResponse) => {
+    const { contentType, body } = await metrics.exposition();
+    res.writeHead(200, { 'content-type': contentType });
+    res.end(body);
+  };
+  const routes = [
+    { path: '/healthz', handler: healthz },
+    { path: '/readyz', handler: readyz },
+    { path: '/metrics', handler: metricsRoute },
+  ];
   let slack: App | null = null;
   let healthServer: Server | null = null;
   let port = config.server.port;
@@ -218,7 +298,16 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
   const scheduler = startScheduler({
     sources: config.sources.map((s) => ({ name: s.name, schedule: s.schedule, timezone: s.timezone })),
     state: rt.state,
-    runSync: async (name, context) => (await rt.sync([name], { signal: context.signal }))[0] as SyncSummary,
+    runSync: async (name, context) => {
+      try {
+        const summary = (await rt.sync([name], { signal: context.signal }))[0] as SyncSummary;
+        rt.metrics?.observeSync(name, summary.sourceError ? 'failed' : 'succeeded', summary);
+        return summary;
+      } catch (err) {
+        rt.metrics?.observeSync(name, 'failed');
+        throw err;
+      }
+    },
     log,
   });
   try {
@@ -228,7 +317,7 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
         handler,
         commands,
         log,
-        routes: [{ path: '/healthz', handler: (req, res) => void healthz(req, res) }],
+        routes: routes.map((r) => ({ path: r.path, handler: (req, res) => void r.handler(req, res) })),
       });
       const started = (await slack.start(port)) as unknown;
       if (!settings.appToken && started && typeof (started as Server).address === 'function') {
@@ -261,7 +350,8 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
     }
     if (!platforms.slack || config.slack.appToken) {
       healthServer = createServer((req, res) => {
-        if (req.method === 'GET' && req.url?.split('?')[0] === '/healthz') void healthz(req, res);
+        const route = routes.find((r) => req.method === 'GET' && req.url?.split('?')[0] === r.path);
+        if (route) void route.handler(req, res);
         else {
           res.writeHead(404, { 'content-type': 'text/plain' });
           res.end('not found\n');

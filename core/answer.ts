@@ -111,14 +111,16 @@ export async function answer(question: string, options: AnswerOptions): Promise<
     retrievalMode = mode;
     return { hits, confidence: await retrievalConfidence(options.store, query, hits) };
   };
+  const retrieveStarted = performance.now();
   let { hits: retrieved, confidence } = await search(question);
   if (confidence < options.abstainThreshold && history.some((t) => t.role === 'user')) {
     // A weak question in a thread may be a follow-up ("and on mobile?"): try it with the topic.
     const followUp = await search(retrievalQuery(question, history));
     if (followUp.confidence > confidence) ({ hits: retrieved, confidence } = followUp);
   }
+  const timings: NonNullable<AnswerResult['timings']> = { retrieveMs: performance.now() - retrieveStarted };
   const generator = options.generator ?? new ExtractiveGenerator();
-  const base = { retrieved, confidence, generator: generator.id, retrievalMode };
+  const base = { retrieved, confidence, generator: generator.id, retrievalMode, timings };
   const extra: Pick<AnswerResult, 'adapter' | 'model' | 'fallback' | 'invalidCitations'> = {};
   const done = (
     r: Omit<AnswerResult, 'latencyMs' | 'retrieved' | 'confidence' | 'generator'>,
@@ -153,6 +155,7 @@ export async function answer(question: string, options: AnswerOptions): Promise<
   };
   let generated: GenerateResult;
   let notice = '';
+  const generateStarted = performance.now();
   try {
     generated = await generator.generate(request);
     if (generated.adapter) extra.adapter = generated.adapter;
@@ -170,6 +173,7 @@ export async function answer(question: string, options: AnswerOptions): Promise<
     extra.fallback = { from: generator.id, code, reason };
     notice = fallbackNotice(code);
   }
+  timings.generateMs = performance.now() - generateStarted;
   if (!generated.escalate) {
     const parsed = parseEscalation(generated.text);
     if (parsed.escalate) generated = { ...generated, text: parsed.text, escalate: parsed.escalate };

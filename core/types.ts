@@ -152,6 +152,8 @@ export interface AnswerResult {
    * reordered them, or `bm25 (embedder unavailable: …)` after a failed query embedding.
    */
   retrievalMode?: string;
+  /** Milliseconds per stage: retrieval (embedding, search, rerank, confidence) and generation (absent when none ran). */
+  timings?: { retrieveMs: number; generateMs?: number };
 }
 
 /** A person's rating of one answer; one value per (answer, user), changeable and retractable. */

@@ -108,6 +108,27 @@ describe('serve with Slack and Discord', () => {
       expect(discordReply.content).toMatch(/reset/i);
       const answers = await rt.state.listAnswers();
       expect(answers.map((a) => a.platform).sort()).toEqual(['discord', 'slack']);
+
+      // Operations: Prometheus metrics and per-dependency readiness on the same port.
+      await waitFor(async () => {
+        const text = await (await fetch(`http://127.0.0.1:${running.port}/metrics`)).text();
+        return /supportbot_messages_total\{platform="discord",outcome="answered"\} 1/.test(text) || undefined;
+      });
+      const metrics = await (await fetch(`http://127.0.0.1:${running.port}/metrics`)).text();
+      expect(metrics).toContain('supportbot_messages_total{platform="slack",outcome="answered"} 1');
+      expect(metrics).toMatch(/supportbot_answer_duration_seconds_count\{stage="retrieve"\} 2/);
+      expect(metrics).toContain('process_cpu_seconds_total');
+      const ready = await fetch(`http://127.0.0.1:${running.port}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({
+        ok: true,
+        dependencies: {
+          knowledgeStore: { ok: true },
+          stateStore: { ok: true },
+          slack: { ok: true },
+          discord: { ok: true },
+        },
+      });
     } finally {
       await running.stop(5_000);
       await rt.close();
@@ -152,10 +173,13 @@ describe('serve with Slack and Discord', () => {
   }, 60_000);
 });
 
-async function waitFor<T>(predicate: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+async function waitFor<T>(
+  predicate: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 10_000,
+): Promise<T> {
   const start = Date.now();
   for (;;) {
-    const value = predicate();
+    const value = await predicate();
     if (value) return value;
     if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 20));

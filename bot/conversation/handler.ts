@@ -45,6 +45,11 @@ export interface ConversationHandlerOptions {
   limits?: Partial<ConversationLimits>;
   /** Escalation target for a message's workspace and channel; null when none is configured. */
   escalationFor: (message: IncomingMessage) => EscalationTarget | null;
+  /** Called with what became of every message and rating (metrics); must not throw. */
+  observe?: {
+    outcome?: (message: IncomingMessage, outcome: HandleOutcome) => void;
+    rating?: (event: RatingEvent, recorded: boolean) => void;
+  };
 }
 
 /** A rating gesture from any platform: a reaction added/removed or a button pressed. */
@@ -123,6 +128,12 @@ export class ConversationHandler {
    * and returned as `{kind: 'failed'}`.
    */
   async handleMessage(message: IncomingMessage, reply: ReplyChannel): Promise<HandleOutcome> {
+    const outcome = await this.#handleMessage(message, reply);
+    this.options.observe?.outcome?.(message, outcome);
+    return outcome;
+  }
+
+  async #handleMessage(message: IncomingMessage, reply: ReplyChannel): Promise<HandleOutcome> {
     const { state, log } = this.options;
     const text = message.text.trim();
     if (!text) return { kind: 'ignored', reason: 'empty message' };
@@ -270,6 +281,7 @@ export class ConversationHandler {
     event: RatingEvent,
   ): Promise<{ kind: 'recorded'; answerId: string } | { kind: 'ignored' }> {
     const answerId = await this.options.state.answerForMessage(event.platform, event.messageKey);
+    this.options.observe?.rating?.(event, answerId !== null);
     if (!answerId) return { kind: 'ignored' };
     if (event.value === null && event.onlyIfCurrent !== undefined) {
       // Removing 👍 must not erase a 👎 the same user set meanwhile (reactions arrive unordered,
