@@ -143,6 +143,30 @@ describe('website source', () => {
     expect(site.ok200).toBe(0);
   });
 
+  it('honours <meta name="robots"> noindex with its attributes in either order, and only noindex', async () => {
+    const page = (meta: string) =>
+      renderPage('Plans and pricing', 'en', {
+        type: 'root',
+        children: [{ type: 'paragraph', children: [{ type: 'text', value: 'Prices.' }] }],
+      }).replace('<meta charset="utf-8">', `<meta charset="utf-8">${meta}`);
+    site.setPage('/billing/plans-and-pricing', page('<meta content="noindex" name="robots">'));
+    site.setPage('/api/webhooks', page("<meta\ncontent='nofollow, NOINDEX'\nname=ROBOTS>"));
+    site.setPage('/integrations/slack', page('<meta name="robots" content="noindex">'));
+    // Not a robots directive: another meta's content, and a robots meta that allows indexing.
+    site.setPage(
+      '/invoices/payment-reminders',
+      page('<meta content="noindex" name="googlebot-news"><meta content="index, follow" name="robots">'),
+    );
+    const src = source();
+    const articles = (await collect(src.articles())).flatMap((i) => (i.ok ? [i.article.id] : []));
+    expect(src.lastRun()).toMatchObject({ gone: 3 });
+    expect(articles).toHaveLength(ALLOWED - 3);
+    expect(articles).not.toContain('billing/plans-and-pricing');
+    expect(articles).not.toContain('api/webhooks');
+    expect(articles).not.toContain('integrations/slack');
+    expect(articles).toContain('invoices/payment-reminders');
+  });
+
   it('uses Last-Modified alone when the site sends no ETag', async () => {
     await startSite({ etags: false });
     await syncSource(source(), store, { chunking });

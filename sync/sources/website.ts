@@ -44,6 +44,24 @@ import type { Source, SourceItem } from '../source.ts';
 import { cacheFile, readJsonCache, writeJsonCache } from './cache.ts';
 import { sleep as defaultSleep, parseRetryAfter, redactUrl } from './http.ts';
 
+/**
+ * Whether the page carries `<meta name="robots" content="…noindex…">`, with the attributes in any
+ * order, quoted or not, and names and values compared case-insensitively (HTML attribute order is
+ * not significant, HTML Living Standard §13.1.2.3; the directive is Google's robots meta tag,
+ * https://developers.google.com/search/docs/crawling-indexing/robots-meta-tag).
+ */
+export function metaRobotsNoindex(html: string): boolean {
+  for (const tag of html.matchAll(/<meta\s[^>]*>/gi)) {
+    const attrs = new Map<string, string>();
+    for (const a of tag[0].matchAll(/([\w:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))/g)) {
+      attrs.set((a[1] as string).toLowerCase(), a[2] ?? a[3] ?? a[4] ?? '');
+    }
+    if (attrs.get('name')?.trim().toLowerCase() !== 'robots') continue;
+    if (/(?:^|[\s,])noindex(?:$|[\s,])/i.test(attrs.get('content') ?? '')) return true;
+  }
+  return false;
+}
+
 /** The parts of robots-parser's `Robot` we use (its bundled typings do not type the CJS default export). */
 interface Robots {
   isAllowed(url: string, userAgent?: string): boolean | undefined;
@@ -325,7 +343,7 @@ export function createWebsiteSource(
           return fail('off-site-redirect', `${redactUrl(page.url)} redirects to another site`);
         }
         const html = await res.text();
-        if (/<meta\s[^>]*name=["']?robots["']?[^>]*content=["'][^"']*noindex/i.test(html)) {
+        if (metaRobotsNoindex(html)) {
           stats.gone++;
           return null;
         }
