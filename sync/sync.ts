@@ -61,7 +61,11 @@ export interface SyncOptions {
   reembed?: boolean;
   /** Chunks per `embedPassages` call. Default 64. */
   embedBatchSize?: number;
-  /** Stops embedding between batches. */
+  /**
+   * Stops the sync: checked between items, between embedding batches and before anything is
+   * deleted (a scheduled sync that lost its lock must not write or delete beside the new holder).
+   * An aborted sync throws the signal's reason.
+   */
   signal?: AbortSignal;
 }
 
@@ -179,6 +183,7 @@ export async function syncSource(
         exhausted = true;
         break;
       }
+      options.signal?.throwIfAborted();
       const item = next.value;
       processed++;
       if (!item.ok) {
@@ -243,6 +248,7 @@ export async function syncSource(
   const gone = [...known.values()]
     .filter((h) => !seen.has(h.articleId) && !spared(h.sourcePath))
     .map((h) => h.articleId);
+  options.signal?.throwIfAborted();
   if (gone.length > 0) summary.deleted = await store.deleteArticles(source.name, gone);
   summary.swept = true;
   return finish();

@@ -100,6 +100,22 @@ describe('zendesk source', () => {
     expect(articlePages[1]).toMatch(/page%5Bafter%5D=|page\[after\]=/);
   });
 
+  it('an article restricted to several segments (user_segment_ids) is never public', async () => {
+    zd.put(
+      { id: 7, section_id: 200, user_segment_id: null, user_segment_ids: [9001, 9002], label_names: [] },
+      'en-us',
+      {
+        title: 'Escalation runbook (agents and managers)',
+        body: '<p>Internal steps.</p>',
+      },
+    );
+    const articles = articlesOf(await collect(source().articles()));
+    expect(articles.find((a) => a.id === 'en-us/7')?.accessGroups).toEqual([
+      'agents',
+      'zendesk-segment:9002',
+    ]);
+  });
+
   it('names unmapped segments zendesk-segment:<id> and can drop outdated translations', async () => {
     const articles = articlesOf(
       await collect(source({ userSegments: {}, excludeOutdated: true }).articles()),

@@ -141,6 +141,32 @@ describe('incremental sync', () => {
     expect(summary).toMatchObject({ swept: false, deleted: 0, sourceError: 'connection reset' });
     expect((await store.stats()).articles).toBe(3);
   });
+  it('an aborted sync (its lock was lost) stops writing and deletes nothing', async () => {
+    const src = path.join(tmp, 'src');
+    cpSync(path.join(CASE, 'v1'), src, { recursive: true });
+    await syncSource(folder('kb', src), store, { chunking });
+    // v2 deletes an article and changes another; the lock is lost after the first item.
+    rmSync(src, { recursive: true, force: true });
+    cpSync(path.join(CASE, 'v2'), src, { recursive: true });
+    const before = await store.listArticleHashes('kb');
+    const controller = new AbortController();
+    const real = folder('kb', src);
+    const losing: Source = {
+      name: 'kb',
+      type: 'folder',
+      async *articles() {
+        for await (const item of real.articles()) {
+          yield item;
+          controller.abort(new Error('lock lost'));
+        }
+      },
+    };
+    await expect(syncSource(losing, store, { chunking, signal: controller.signal })).rejects.toThrow(
+      'lock lost',
+    );
+    const after = await store.listArticleHashes('kb');
+    expect(after.map((h) => h.articleId).sort()).toEqual(before.map((h) => h.articleId).sort());
+  });
 });
 
 /** A `readdir` for `createFolderSource` that fails with `code` for the folders in `failing` (relative to `root`). */

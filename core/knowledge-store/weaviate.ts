@@ -1159,10 +1159,24 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         properties: { ...(obj.properties as unknown as ChunkProps), hasVector: false },
       });
     }
+    const articles: { id: string; properties: ArticleProps }[] = [];
+    for await (const obj of this.#walk(this.#articles)) {
+      const p = obj.properties as unknown as ArticleProps;
+      if (p.kind === 'article') articles.push({ id: obj.uuid, properties: p });
+    }
+    // The chunk tenant is emptied and refilled below. Blank every article's content hash first,
+    // so that a crash or failed write in between makes the next sync re-chunk every article
+    // instead of trusting unchanged hashes over an empty tenant; restore them once the chunks are
+    // back.
+    await this.#insert(
+      this.#articles,
+      articles.map((a) => ({ id: a.id, properties: { ...a.properties, contentHash: '' } })),
+    );
     const handle = this.#open().collections.use(this.collectionName);
     await this.#retry(() => handle.tenants.remove([{ name: this.tenant }]));
     await this.#retry(() => handle.tenants.create([{ name: this.tenant }]));
     await this.#insert(this.#chunks, all);
+    await this.#insert(this.#articles, articles);
   }
 }
 

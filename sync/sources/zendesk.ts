@@ -131,6 +131,8 @@ interface ZdArticle {
   locale?: string;
   section_id?: number | null;
   user_segment_id?: number | null;
+  /** Several segments (Enterprise); an article visible to any of them. */
+  user_segment_ids?: number[] | null;
   draft?: boolean;
   outdated?: boolean;
   label_names?: string[];
@@ -354,7 +356,13 @@ function articleItem(
     if (section.category_id != null) categoryName = taxonomy?.categories.get(section.category_id)?.name;
     sectionId = section.parent_section_id ?? null;
   }
-  const segment = a.user_segment_id;
+  // Enterprise help centers restrict an article to several segments with `user_segment_ids`
+  // (then `user_segment_id` may be null); either way, no segment at all means public.
+  const segments = a.user_segment_ids?.length
+    ? a.user_segment_ids
+    : a.user_segment_id != null
+      ? [a.user_segment_id]
+      : [];
   const tags = [...(categoryName ? [categoryName] : []), ...sectionNames, ...(a.label_names ?? [])];
   const article: Article = {
     id,
@@ -365,8 +373,11 @@ function articleItem(
     body,
     updatedAt: a.updated_at ?? new Date(0).toISOString(),
     tags: [...new Set(tags.filter((t) => t.trim() !== ''))],
-    accessGroups:
-      segment == null ? [] : [config.userSegments[String(segment)] ?? `zendesk-segment:${segment}`],
+    accessGroups: [
+      ...new Set(
+        segments.map((segment) => config.userSegments[String(segment)] ?? `zendesk-segment:${segment}`),
+      ),
+    ],
     locale: a.locale ?? locale,
   };
   return { ok: true, article };

@@ -39,6 +39,8 @@ export interface FakeArticle {
   id: number;
   section_id: number;
   user_segment_id: number | null;
+  /** Enterprise: several segments (`user_segment_id` is then null). */
+  user_segment_ids?: number[];
   label_names: string[];
   archived?: boolean;
   translations: Record<string, FakeTranslation>;
@@ -264,6 +266,7 @@ export class FakeZendesk {
       outdated: t.outdated === true,
       outdated_locales: [],
       user_segment_id: a.user_segment_id,
+      ...(a.user_segment_ids ? { user_segment_ids: a.user_segment_ids } : {}),
       permission_group_id: 1,
       content_tag_ids: [],
       label_names: a.label_names,
