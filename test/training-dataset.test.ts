@@ -126,6 +126,43 @@ describe('PII scrubber', () => {
     );
   });
 
+  it('replaces the phone, card, IBAN and token forms a reviewer found it missing, leaving no visible tail', () => {
+    const cases: [string, string][] = [
+      ['1-555-123-4567', '{{PHONE}}'], // North American with the leading 1
+      ['1 (555) 123-4567', '{{PHONE}}'],
+      ['1.555.123.4567', '{{PHONE}}'],
+      ['07911 123456', '{{PHONE}}'], // UK mobile
+      ['0151 12345678', '{{PHONE}}'], // DE mobile
+      ['06 12 34 56 78', '{{PHONE}}'], // FR
+      ['01.23.45.67.89', '{{PHONE}}'], // FR with dots
+      ['4111.1111.1111.1111', '{{CARD_NUMBER}}'], // dots
+      ['4111  1111  1111  1111', '{{CARD_NUMBER}}'], // double spaces
+      ['5555--5555--5555--4444', '{{CARD_NUMBER}}'],
+      ['DE89-3704-0044-0532-0130-00', '{{IBAN}}'], // dashes
+      ['de89 3704 0044 0532 0130 00', '{{IBAN}}'], // lower case
+      ['gb82west12345698765432', '{{IBAN}}'],
+      ['xoxe-1-AbCdEf123456', '{{SECRET}}'], // Slack refresh token (too short for the entropy rule)
+      ['xoxe.xoxp-1-AbCdEf12345', '{{SECRET}}'], // Slack rotating user token
+      ['AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWYxyz', '{{SECRET}}'], // no tail left of a longer key
+    ];
+    for (const [input, expected] of cases) {
+      const r = scrubPii(`call ${input} now`);
+      expect(r.text, input).toBe(`call ${expected} now`);
+    }
+  });
+
+  it('does not take numbers, dates, versions, prices or ids for phone or card numbers', () => {
+    const texts = [
+      'Order #113542617735902 shipped; invoice INV-2024-000123 for $1,234.56 (EUR 1.234,56).',
+      'Released 2024-05-01 12:00:00, version 10.2.3.4 and 1.2.3; build 2024.05.01.1234.',
+      'Ticket 4111 1111 1111 1112 is not a card (Luhn); neither is 1234 5678 1234 5670.',
+      'Totals: 1 234 567 units, 12 345 678 bytes, 100 200 300 400 records.',
+      'Between 9-17 on weekdays, 1-2 days, pages 10-12, items 1 2 3 4 5 6 7 8 9.',
+      'Serial 2024 05 01 12 00 and ISBN 978-3-16-148410-0.',
+    ];
+    for (const text of texts) expect(scrubPii(text).text, text).toBe(text);
+  });
+
   it('leaves ordinary support text alone', () => {
     const text =
       'Order #113542617735902 shipped on 2024-05-01 at 10:30; version 1.2.3 on 192.168.1.20. Call us on weekdays, 9-17.';

@@ -6,7 +6,7 @@
  * Kinds and how each is recognised (checks, not just shapes, where a checksum exists, so order
  * numbers and timestamps are left alone):
  * - `secret`: API keys and tokens with a known prefix (OpenAI `sk-`, Stripe `sk_live_`/`rk_live_`,
- *   Slack `xoxb-`/`xoxp-`/`xapp-`, GitHub `ghp_`/`gho_`/`ghs_`/`github_pat_`, GitLab `glpat-`,
+ *   Slack `xoxb-`/`xoxp-`/`xoxe-`/`xapp-`, GitHub `ghp_`/`gho_`/`ghs_`/`github_pat_`, GitLab `glpat-`,
  *   Hugging Face `hf_`, npm `npm_`, AWS access key ids `AKIA…`/`ASIA…`, Google `AIza…`, JWTs
  *   `eyJ….eyJ….…`, `Bearer …`), and any other run of ≥ 24 token characters that looks random:
  *   Shannon entropy H = −Σ p·log2 p over its characters (Shannon 1948) of at least
@@ -14,16 +14,18 @@
  * - `email`: `local@domain.tld`.
  * - `mention`: Slack user/group mentions `<@U123ABC>`, `<@W…|name>`, `<!subteam^S…>` and Discord
  *   `<@123…>`, `<@!123…>`, `<@&123…>` (role).
- * - `iban`: 2 letters + 2 check digits + up to 30 alphanumerics (spaces every 4 allowed), with the
+ * - `iban`: 2 letters + 2 check digits + up to 30 alphanumerics (a space or dash every 4 allowed;
+ *   either case), with the
  *   country's length where known and the ISO 13616 / ISO 7064 mod-97 check (the number with its
  *   first four characters moved to the end, letters as 10..35, is ≡ 1 mod 97).
- * - `card`: 13–19 digits (spaces or dashes between groups allowed) starting with a card network's
+ * - `card`: 13–19 digits (up to two spaces, dots or dashes between groups allowed) starting with a card network's
  *   issuer prefix (Visa 4, Mastercard 51–55/2221–2720, Amex 34/37, Discover 6011/644–649/65,
  *   JCB 3528–3589, Diners 300–305/36/38, UnionPay 62, Maestro 50/56–69) and passing the Luhn check
  *   (ISO/IEC 7812-1 Annex B).
  * - `phone`: `+` and a country code with 8–15 digits in all (E.164's maximum is 15), North
- *   American `(555) 123-4567` / `555-123-4567` / `555.123.4567`, or a national number with a
- *   trunk `0` and separators (`020 7946 0958`). A bare run of digits is not taken for a phone
+ *   American `(555) 123-4567` / `555-123-4567` / `555.123.4567` (optionally after `1`), or a
+ *   national number with a trunk `0` and separators (`020 7946 0958`, `07911 123456`,
+ *   `0151 12345678`, `06 12 34 56 78`). A bare run of digits is not taken for a phone
  *   number (it is far more often an order or ticket number).
  *
  * Replacements are typed placeholders in the `{{…}}` style of the Bitext data: `{{EMAIL}}`,
@@ -114,7 +116,7 @@ const IBAN_LENGTHS: Readonly<Record<string, number>> = {
  * when known (else 15–34), then the rearranged number mod 97 must be 1. Spaces are ignored.
  */
 export function ibanValid(iban: string): boolean {
-  const s = iban.replace(/ /g, '').toUpperCase();
+  const s = iban.replace(/[ -]/g, '').toUpperCase();
   if (!/^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$/.test(s)) return false;
   const expected = IBAN_LENGTHS[s.slice(0, 2)];
   if (expected !== undefined ? s.length !== expected : s.length < 15 || s.length > 34) return false;
@@ -189,7 +191,8 @@ const RULES: readonly Rule[] = [
       [
         String.raw`\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}`,
         String.raw`\b[sprk]k_(?:live|test)_[A-Za-z0-9]{16,}`,
-        String.raw`\bxox[abposr]-[A-Za-z0-9-]{10,}`,
+        // Slack bot/user/app-level tokens, and `xoxe-` refresh / `xoxe.xoxp-` rotating tokens.
+        String.raw`\b(?:xoxe\.)?xox[abeposr]-[A-Za-z0-9-]{10,}`,
         String.raw`\bxapp-[A-Za-z0-9-]{10,}`,
         String.raw`\bgh[pousr]_[A-Za-z0-9]{30,}`,
         String.raw`\bgithub_pat_[A-Za-z0-9_]{30,}`,
@@ -197,7 +200,8 @@ const RULES: readonly Rule[] = [
         String.raw`\bhf_[A-Za-z0-9]{30,}`,
         String.raw`\bnpm_[A-Za-z0-9]{30,}`,
         String.raw`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`,
-        String.raw`\bAIza[0-9A-Za-z_-]{35}`,
+        // At least 35 after the prefix, greedily: a longer run is replaced whole, no tail stays visible.
+        String.raw`\bAIza[0-9A-Za-z_-]{35,}`,
         String.raw`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`,
         String.raw`(?<=\bBearer )[A-Za-z0-9._~+/-]{16,}=*`,
       ].join('|'),
@@ -211,11 +215,12 @@ const RULES: readonly Rule[] = [
   },
   {
     kind: 'iban',
-    pattern: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b/g,
+    // Groups of 4 separated by a space or a dash, or none; either case (people type `de89 3704 …`).
+    pattern: /\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?\b/gi,
     accept: (m) => {
       // The pattern may run into a following capitalised word: try shorter group prefixes too.
       for (let end = m.length; end >= 15; end--) {
-        if (/[A-Z0-9]/.test(m[end] ?? ' ')) continue;
+        if (/[A-Za-z0-9]/.test(m[end] ?? ' ')) continue;
         if (ibanValid(m.slice(0, end))) return end;
       }
       return false;
@@ -223,13 +228,16 @@ const RULES: readonly Rule[] = [
   },
   {
     kind: 'card',
-    pattern: /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/g,
+    // Separators: up to two of space, dot or dash (`4111.1111.…`, `4111  1111 …` as people type them).
+    pattern: /(?<![\d.-])\d(?:[ .-]{0,2}\d){12,18}(?![\d-]|\.\d)/g,
     accept: (m) => {
-      const digits = m.replace(/[ -]/g, '');
+      const digits = m.replace(/[ .-]/g, '');
       // Separators, when used, sit between groups of 4 (Amex 4-6-5): reject odd groupings like dates.
       if (
-        /[ -]/.test(m) &&
-        !/^\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,3})?$|^\d{4}[ -]\d{6}[ -]\d{4,5}$/.test(m)
+        /[ .-]/.test(m) &&
+        !/^\d{4}(?:[ .-]{1,2}\d{4}){2,3}(?:[ .-]{1,2}\d{1,3})?$|^\d{4}[ .-]{1,2}\d{6}[ .-]{1,2}\d{4,5}$/.test(
+          m,
+        )
       ) {
         return false;
       }
@@ -242,10 +250,13 @@ const RULES: readonly Rule[] = [
       [
         // International: + country code, then groups.
         String.raw`(?<![\w+])(?<!\d[ -])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w])`,
-        // North American: (555) 123-4567, 555-123-4567, 555.123.4567.
-        String.raw`(?<![\w(])(?<!\d[ -])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-])`,
-        // National with a trunk 0 and separators: 020 7946 0958, 030-1234-5678.
-        String.raw`(?<![\w])(?<!\d[ -])0\d{1,4}[ -]\d{3,4}[ -]\d{3,4}(?![\w-])`,
+        // North American: (555) 123-4567, 555-123-4567, 555.123.4567, with or without the leading
+        // country code 1 (1-555-123-4567, 1 (555) 123-4567).
+        String.raw`(?<![\w(.])(?<!\d[ -])(?:1[-. ]?)?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-]|\.\d)`,
+        // National with a trunk 0 and separators: 020 7946 0958, 030-1234-5678; an area or mobile
+        // prefix and one subscriber group (UK 07911 123456, DE 0151 12345678); France's pairs
+        // (06 12 34 56 78, 01.23.45.67.89).
+        String.raw`(?<![\w.])(?<!\d[ -])0(?:\d{1,4}[ -]\d{3,4}[ -]\d{3,4}|\d{2,4}[ -]\d{5,8}|\d(?:([ .])\d{2})(?:\1\d{2}){3})(?![\w-]|[ .]\d)`,
       ].join('|'),
       'g',
     ),
