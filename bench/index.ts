@@ -4,7 +4,9 @@
  * own process; (2) the Slack HTTP path under load (`bench/chat-slack.ts`); (3) BM25 vs vector vs
  * hybrid in the SQLite store (`bench/vector.ts`); (4) llama-cpp generation with LoRA adapters next to the
  * extractive generator (`bench/generate.ts`); (5) LoRA training tokens/s per tfjs backend
- * (`bench/train.ts`). Each part prints its table and the machine.
+ * (`bench/train.ts`); (6) sync throughput into SQLite and through the Weaviate path (against the
+ * local fake server, labelled) and the Zendesk source with 2,000 articles (`bench/sync-production.ts`).
+ * Each part prints its table and the machine.
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -18,7 +20,7 @@ else
   console.log(
     '../shared/data/helpcenters not found: skipping the retrieval bench (it reads the staged real help centers in place).',
   );
-for (const part of ['chat-slack.ts', 'vector.ts', 'generate.ts', 'train.ts']) {
+for (const part of ['chat-slack.ts', 'vector.ts', 'generate.ts', 'train.ts', 'sync-production.ts']) {
   console.log(`\n== bench/${part}`);
   execFileSync(tsx, [path.join(PACKAGE_ROOT, 'bench', part)], { stdio: 'inherit' });
 }
