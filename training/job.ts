@@ -13,6 +13,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { SupportbotError } from '../core/errors.ts';
 import type { JobStatus, LockHandle, StateStore } from '../core/state-store.ts';
+import type { GateDecision } from '../evals/gate.ts';
 import type { BuiltDataset } from './dataset/types.ts';
 import { exportDataset } from './export-data.ts';
 import type { AdapterEvaluator, AdapterVersion, AdapterVersionRegistry, GateRecord } from './registry.ts';
@@ -72,6 +73,18 @@ export interface JobProgress {
   message: string;
 }
 
+/**
+ * The promotion gate as the job runs it: an `AdapterEvaluator` that may also take the job's abort
+ * signal (aborted on cancel or when the lock is lost) to stop its evaluation early. An
+ * `AdapterEvaluator` that ignores it fits too; the job checks the signal and its lock after the
+ * gate returns either way, before anything is promoted.
+ */
+export type JobEvaluator = (
+  candidate: AdapterVersion,
+  baseline: AdapterVersion | null,
+  signal?: AbortSignal,
+) => Promise<GateDecision>;
+
 export interface TrainingJobDeps {
   state: StateStore;
   registry: AdapterVersionRegistry;
@@ -79,7 +92,7 @@ export interface TrainingJobDeps {
   /** Builds the dataset (from the state store's feedback); throws `DatasetTooSmallError` when too small. */
   buildDataset: () => Promise<BuiltDataset>;
   /** Runs the promotion gate; without it the candidate is registered but not evaluated. */
-  evaluator?: AdapterEvaluator;
+  evaluator?: JobEvaluator;
   /** Runs are written under `<workDir>/<jobId>/` (dataset, trainer output). */
   workDir: string;
 }
@@ -93,6 +106,8 @@ export interface TrainingJobOptions {
   requestedBy?: string;
   onProgress?: (p: JobProgress) => void;
   signal?: AbortSignal;
+  /** Lifetime of the training lock in ms (default `TRAIN_LOCK_TTL_MS`); renewed every third of it. */
+  lockTtlMs?: number;
 }
 
 export interface TrainingJobResult {
@@ -123,7 +138,7 @@ export async function startTrainingJob(
   deps: TrainingJobDeps,
   options: TrainingJobOptions,
 ): Promise<StartedTrainingJob | null> {
-  const lock = await deps.state.acquireLock(TRAIN_LOCK, TRAIN_LOCK_TTL_MS);
+  const lock = await deps.state.acquireLock(TRAIN_LOCK, options.lockTtlMs ?? TRAIN_LOCK_TTL_MS);
   if (!lock) return null;
   const jobId = `train-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
   const startedAt = new Date().toISOString();
@@ -154,8 +169,10 @@ export async function startTrainingJob(
 
 /**
  * Starts and runs a training job.
- * @throws SupportbotError `job-busy` when another training job runs; whatever a step throws
- *   (`dataset-too-small`, the trainer's errors), after recording the job as failed.
+ * @throws SupportbotError `job-busy` when another training job runs; `job-lock-lost` when the lock
+ *   expired, was taken by another job, or could not be renewed for its lifetime (nothing is
+ *   registered, evaluated or promoted after that); the `signal`'s reason when cancelled; whatever a
+ *   step throws (`dataset-too-small`, the trainer's errors); each after recording the job as failed.
  */
 export async function runTrainingJob(
   deps: TrainingJobDeps,
@@ -181,17 +198,49 @@ async function runLocked(
     startedAt,
     ...(options.requestedBy ? { requestedBy: options.requestedBy } : {}),
   };
-  // Keep the lock while training runs; losing it (expired during a stall) aborts the run so two
-  // jobs never train at once.
+  // Keep the lock while the job runs; losing it (expired during a stall, taken by another replica)
+  // aborts the run so two jobs never train or promote at once.
+  const ttl = options.lockTtlMs ?? TRAIN_LOCK_TTL_MS;
+  const interval = ttl / 3;
+  const lockLost = (why: string) => abort.abort(new SupportbotError('job-lock-lost', why));
+  // When the last renewal that succeeded was sent (the acquisition counts): the lock is certainly
+  // held until then + ttl, and not certainly after.
+  let heldSince = Date.now();
+  let renewFailures = 0;
   const renew = setInterval(() => {
-    deps.state.renewLock(lock, TRAIN_LOCK_TTL_MS).then(
+    const sentAt = Date.now();
+    deps.state.renewLock(lock, ttl).then(
       (held) => {
-        if (!held) abort.abort(new SupportbotError('job-lock-lost', 'the training lock expired'));
+        if (!held) return lockLost('the training lock expired or another job took it');
+        heldSince = Math.max(heldSince, sentAt);
+        renewFailures = 0;
       },
-      () => {},
+      (err: unknown) => {
+        renewFailures++;
+        // A failed renewal may be a blip; give up once the lock may expire before the next attempt
+        // (the brief's bound: now − last successful renewal > ttl, one interval early so the lock
+        // is never assumed after it could have lapsed).
+        if (Date.now() + interval - heldSince >= ttl) {
+          lockLost(
+            `the training lock could not be renewed for ${Math.round((Date.now() - heldSince) / 1000)} s (${renewFailures} failed attempts; last: ${(err as Error).message})`,
+          );
+        }
+      },
     );
-  }, TRAIN_LOCK_TTL_MS / 3);
+  }, interval);
   renew.unref();
+  // Before each step that changes shared state (register, evaluate, promote): the run was not
+  // cancelled, and the lock is still ours — renewing it confirms that and keeps it for the step.
+  const confirmLock = async () => {
+    signal.throwIfAborted();
+    const sentAt = Date.now();
+    if (!(await deps.state.renewLock(lock, ttl))) {
+      lockLost('the training lock expired or another job took it');
+    } else {
+      heldSince = Math.max(heldSince, sentAt);
+    }
+    signal.throwIfAborted();
+  };
   let lastWrite = 0;
   const report = async (p: JobProgress, force = false) => {
     options.onProgress?.(p);
@@ -239,7 +288,7 @@ async function runLocked(
         }).catch(() => {});
       },
     });
-    signal.throwIfAborted();
+    await confirmLock();
     await report({ phase: 'registering', fraction: 0.8, message: 'registering the candidate adapter' }, true);
     let version = await deps.registry.registerCandidate({
       ggufPath: trained.adapterGguf,
@@ -254,13 +303,23 @@ async function runLocked(
     let gate: GateRecord | null = null;
     let promoted = false;
     if (deps.evaluator) {
+      const evaluator = deps.evaluator;
+      // The gate is the long step after training: it gets the signal, and its decision counts only
+      // if the run is still live and the lock still ours when it returns — `promote` swaps the
+      // pointer right after the evaluator resolves, so the check must sit inside it.
+      const guarded: AdapterEvaluator = async (candidate, baseline) => {
+        const decision = await evaluator(candidate, baseline, signal);
+        await confirmLock();
+        return decision;
+      };
+      await confirmLock();
       if (options.autoPromote) {
         await report(
           { phase: 'promoting', fraction: 0.85, message: `evaluating ${version.name} for promotion` },
           true,
         );
         const outcome = await deps.registry.promote(version.version, {
-          evaluator: deps.evaluator,
+          evaluator: guarded,
           by: options.requestedBy ?? 'training job',
         });
         gate = outcome.gate;
@@ -268,7 +327,7 @@ async function runLocked(
         version = outcome.version;
       } else {
         await report({ phase: 'evaluating', fraction: 0.85, message: `evaluating ${version.name}` }, true);
-        gate = await deps.registry.evaluate(version.version, deps.evaluator);
+        gate = await deps.registry.evaluate(version.version, guarded);
         version = await deps.registry.get(version.version);
       }
     }
