@@ -394,6 +394,33 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     }
   });
 
+  it('deletes everything stale when the server’s cap is lower than the configured maxResults', async () => {
+    // The server runs with QUERY_MAXIMUM_RESULTS=5; the store was left at its default (10,000), so
+    // a capped reply (5 matches) looks like "fewer than the cap matched" to it.
+    const capped = await startFakeWeaviate({ maxResults: 5 });
+    const store = await WeaviateKnowledgeStore.connect({ url: capped.url, grpcUrl: capped.grpcUrl });
+    // Counted in the fake's own storage: the store's reads (walks, searches with a larger limit)
+    // are refused by a server capped below them, which is not what this test is about.
+    const stored = (className: string) =>
+      [...(capped.engine.getClass(className)?.shards.values() ?? [])].reduce((n, s) => n + s.objects.size, 0);
+    try {
+      const a = makeArticle({ id: 'long' });
+      const many = Array.from({ length: 12 }, (_, i) => `egret ${i}`);
+      await store.upsertArticle(a, makeChunks(a, many), 'h1');
+      expect(stored(store.collectionName)).toBe(12);
+      await store.upsertArticle(a, makeChunks(a, ['egret only']), 'h2');
+      expect(stored(store.collectionName)).toBe(1);
+      expect((await store.search('egret', { k: 5 })).map((h) => h.chunk.text)).toEqual(['egret only']);
+      await store.upsertArticle(a, makeChunks(a, many), 'h3');
+      expect(await store.deleteArticles('docs', ['long'])).toBe(1);
+      expect(stored(store.collectionName)).toBe(0);
+      expect(stored(store.articleCollectionName)).toBe(0);
+    } finally {
+      await store.close();
+      await capped.close();
+    }
+  });
+
   it('options from the environment, and tenant names for workspaces', () => {
     expect(
       weaviateOptionsFromEnv({

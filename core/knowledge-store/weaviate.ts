@@ -1076,8 +1076,9 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
   /**
    * BatchDelete by filter; returns how many objects were deleted. One request deletes at most
    * QUERY_MAXIMUM_RESULTS objects (10,000 by default; docs: manage-objects/delete#delete-multiple-objects),
-   * so it repeats while a request hit that cap. Not verbose: a reply would list every object.
-   * A partial failure throws `store-write-failed`.
+   * so it repeats until a request deletes nothing: the server's cap may be lower than the
+   * configured `maxResults`, and a capped reply cannot be told from "that was all". Not verbose: a
+   * reply would list every object. A partial failure throws `store-write-failed`.
    */
   async #deleteMany(collection: AnyCollection, where: FilterValue): Promise<number> {
     let deleted = 0;
@@ -1090,8 +1091,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         );
       }
       deleted += res.successful;
-      // Fewer than the server's cap matched: nothing is left.
-      if (res.successful === 0 || res.matches < this.#options.maxResults) return deleted;
+      // Only a pass that deleted nothing proves nothing is left (one extra request per call).
+      if (res.successful === 0) return deleted;
     }
   }
 
