@@ -59,6 +59,19 @@ export interface HybridSearchOptions extends SearchOptions {
  * SQLite store (`core/knowledge-store/sqlite.ts`, the default) and Weaviate (production).
  * Every implementation passes `test/contract/knowledge-store.contract.ts`.
  */
+/**
+ * A chunk waiting for its vector. `writeId`, when the store gives one, names the write that stored
+ * the chunk's current text: another sync rewriting the chunk gives it a new one.
+ */
+export type ChunkWithoutVector = StoredChunk & { writeId?: string };
+
+/** The vector of one chunk for `upsertVectors`; `writeId` as listed by `listChunksWithoutVectors`. */
+export interface ChunkVector {
+  chunkId: string;
+  vector: Float32Array;
+  writeId?: string;
+}
+
 export interface KnowledgeStore {
   /** Short name for logs and `status` (`sqlite:/path/to/file`). */
   readonly id: string;
@@ -104,11 +117,19 @@ export interface KnowledgeStore {
    */
   setEmbeddingInfo?(info: EmbeddingInfo, options?: { reset?: boolean }): Promise<void>;
 
-  /** Up to `limit` chunks that have no vector yet, in a stable order (for filling or re-embedding). */
-  listChunksWithoutVectors?(limit: number): Promise<StoredChunk[]>;
+  /**
+   * Up to `limit` chunks that have no vector yet, in a stable order (for filling or re-embedding).
+   * A store whose vector write is not atomic with the chunk's text (Weaviate) also gives each
+   * chunk's `writeId`, to hand back to `upsertVectors`.
+   */
+  listChunksWithoutVectors?(limit: number): Promise<ChunkWithoutVector[]>;
 
-  /** Sets the vectors of existing chunks by chunk id; unknown ids are ignored. Returns how many were written. */
-  upsertVectors?(vectors: { chunkId: string; vector: Float32Array }[]): Promise<number>;
+  /**
+   * Sets the vectors of existing chunks by chunk id; unknown ids are ignored. A vector given with a
+   * `writeId` is written only while the chunk is still the one of that write (its text is what was
+   * embedded), else skipped. Returns how many were written.
+   */
+  upsertVectors?(vectors: ChunkVector[]): Promise<number>;
 
   /**
    * Optional: in how many chunks each term occurs, for IDF weights. Terms are given as

@@ -421,6 +421,48 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
     }
   });
 
+  it('a vector computed from old text is not attached to a chunk another sync rewrote meanwhile', async () => {
+    const store = await makeFakeStore();
+    const chunkObject = (chunkId: string) =>
+      [
+        ...(fake.engine.getClass(store.collectionName)?.shards.get(store.tenant)?.objects.values() ?? []),
+      ].find((o) => o.properties.chunkId === chunkId);
+    try {
+      await store.setEmbeddingInfo({ model: 'test:axes-4', dimensions: 4 });
+      const a = makeArticle({ id: 'raced-vectors' });
+      await store.upsertArticle(a, makeChunks(a, ['old text one', 'old text two']), 'v1');
+      // The re-embedder lists the chunks and starts embedding their (old) text…
+      const missing = await store.listChunksWithoutVectors(10);
+      expect(missing.map((c) => c.text)).toEqual(['old text one', 'old text two']);
+      expect(missing.every((c) => typeof c.writeId === 'string')).toBe(true);
+      // …meanwhile another sync rewrites the first chunk (same chunk ids, new text, no vectors yet)…
+      await store.upsertArticle(a, makeChunks(a, ['new text one']), 'v2');
+      // …then the stale vectors arrive: none may land on the rewritten chunk.
+      const written = await store.upsertVectors(
+        missing.map((c, i) => ({ chunkId: c.id, writeId: c.writeId, vector: unit(1, i) })),
+      );
+      expect(written).toBe(0);
+      const rewritten = chunkObject('docs:raced-vectors#0');
+      expect(rewritten?.properties.text).toBe('new text one');
+      expect(rewritten?.vector).toBeNull();
+      const still = await store.listChunksWithoutVectors(10);
+      expect(still.map((c) => c.text)).toEqual(['new text one']);
+      // The current write's vectors are written.
+      expect(
+        await store.upsertVectors(
+          still.map((c) => ({ chunkId: c.id, writeId: c.writeId, vector: unit(0, 1) })),
+        ),
+      ).toBe(1);
+      expect(chunkObject('docs:raced-vectors#0')?.vector).toEqual(unit(0, 1));
+      expect(await store.listChunksWithoutVectors(10)).toEqual([]);
+      // Without a writeId (callers that predate it) a vector is written by chunk id as before.
+      await store.upsertArticle(a, makeChunks(a, ['newer text one']), 'v3');
+      expect(await store.upsertVectors([{ chunkId: 'docs:raced-vectors#0', vector: unit(1) }])).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('options from the environment, and tenant names for workspaces', () => {
     expect(
       weaviateOptionsFromEnv({

@@ -12,6 +12,8 @@ import { embeddingMismatch } from '../embedder.ts';
 import { SupportbotError } from '../errors.ts';
 import type {
   ArticleHash,
+  ChunkVector,
+  ChunkWithoutVector,
   EmbeddingInfo,
   ExportedArticle,
   HybridSearchOptions,
@@ -839,7 +841,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
     this.#embedding = { info: { ...info }, readAt: Date.now() };
   }
 
-  async listChunksWithoutVectors(limit: number): Promise<StoredChunk[]> {
+  /** As the seam says, each with its `writeId` (see `upsertVectors`). */
+  async listChunksWithoutVectors(limit: number): Promise<ChunkWithoutVector[]> {
     this.#open();
     const n = Math.min(MAX_K, Math.max(0, Math.floor(limit)));
     if (n === 0) return [];
@@ -853,18 +856,27 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
         returnProperties: [...CHUNK_RETURN],
       }),
     );
-    return res.objects.map((o) => toStoredChunk(o.properties as unknown as ChunkProps));
+    return res.objects.map((o) => {
+      const props = o.properties as unknown as ChunkProps;
+      return { ...toStoredChunk(props), writeId: props.writeId };
+    });
   }
 
-  /** Re-writes each named chunk with its vector (Weaviate replaces whole objects). */
-  async upsertVectors(vectors: { chunkId: string; vector: Float32Array }[]): Promise<number> {
+  /**
+   * Re-writes each named chunk with its vector (Weaviate replaces whole objects). A vector given
+   * with a `writeId` is skipped when the chunk now holds another write's text: embedding takes
+   * seconds, and a sync may rewrite the chunk (same object id, new text, new `writeId`) meanwhile.
+   * Weaviate has no conditional write, so a rewrite landing between this method's read and its
+   * batch write (milliseconds, not the embedding's seconds) can still be overwritten.
+   */
+  async upsertVectors(vectors: ChunkVector[]): Promise<number> {
     this.#open();
     await this.#checkVectors(
       vectors.map((v) => v.vector),
       vectors.length,
     );
     if (vectors.length === 0) return 0;
-    const byId = new Map(vectors.map((v) => [v.chunkId, v.vector]));
+    const byId = new Map(vectors.map((v) => [v.chunkId, v]));
     let written = 0;
     const ids = [...byId.keys()];
     for (let i = 0; i < ids.length; i += 200) {
@@ -875,11 +887,15 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
           limit: part.length * 2,
         }),
       );
-      const objects = res.objects.map((o) => {
+      const objects = res.objects.flatMap((o) => {
         const props = o.properties as unknown as ChunkProps;
-        return { id: o.uuid, properties: { ...props, hasVector: true }, vector: byId.get(props.chunkId) };
+        const given = byId.get(props.chunkId);
+        if (!given) return [];
+        // Rewritten since it was listed: the vector is of text the chunk no longer holds.
+        if (given.writeId !== undefined && given.writeId !== props.writeId) return [];
+        return [{ id: o.uuid, properties: { ...props, hasVector: true }, vector: given.vector }];
       });
-      await this.#insert(this.#chunks, objects);
+      if (objects.length > 0) await this.#insert(this.#chunks, objects);
       written += objects.length;
     }
     return written;
