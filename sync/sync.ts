@@ -300,7 +300,9 @@ export async function embedMissingVectors(
     if (missing.length === 0) break;
     const vectors = await embedder.embedPassages(missing.map(passageText), { signal: options.signal });
     const written = await store.upsertVectors(
-      missing.map((c, i) => ({ chunkId: c.id, vector: vectors[i] as Float32Array })),
+      // The writeId (when the store has one) makes the store skip a chunk rewritten meanwhile,
+      // whose vector would belong to its old text; it is listed again on the next pass.
+      missing.map((c, i) => ({ chunkId: c.id, writeId: c.writeId, vector: vectors[i] as Float32Array })),
     );
     // A chunk deleted meanwhile is skipped by upsertVectors; nothing written means no progress.
     if (written === 0) break;
