@@ -6,7 +6,7 @@ import type { KnowledgeStore } from './knowledge-store.ts';
 import { CITATION_MARKER, mapOutsideCode, parseEscalation } from './reply-contract.ts';
 import type { Reranker } from './reranker.ts';
 import { type RetrievalSettings, retrieve } from './retrieve.ts';
-import { contentTerms, termSet } from './text.ts';
+import { contentTerms, termsByCompound } from './text.ts';
 import type { AnswerResult, Citation, SearchFilter, SearchHit, Turn } from './types.ts';
 
 export interface AnswerOptions {
@@ -63,6 +63,14 @@ export function fallbackNotice(code: string): string {
  * `ln(1 + N / df)` over the store's chunks when the store reports document frequencies, else 1
  * for every term. A question whose rare words appear nowhere in what was found scores low even
  * when its common words match, which is what separates "not in the help center" from "found".
+ *
+ * Two rules keep an off-topic question that merely shares a word with an article from scoring
+ * high (measured with `npm run calibrate`, see `matchedTerms`):
+ * - a hit that shares only one distinct topic term with a question of two or more counts half;
+ *   one word in common is what "What is the capital of France?" has with a table of countries;
+ * - a term found in a hit only inside a hyphenated compound does not count unless the question
+ *   has all of that compound's topic terms ("life" vs "End-of-Life"; "two factor" still matches
+ *   "two-factor").
  */
 export async function retrievalConfidence(
   store: KnowledgeStore,
@@ -76,11 +84,26 @@ export async function retrievalConfidence(
   const total = terms.reduce((s, t) => s + weight(t), 0);
   let best = 0;
   for (const hit of hits.slice(0, 3)) {
-    const present = termSet(`${hit.chunk.title} ${hit.chunk.headingPath.join(' ')} ${hit.chunk.text}`);
-    const covered = terms.reduce((s, t) => s + (present.has(t) ? weight(t) : 0), 0);
-    best = Math.max(best, covered / total);
+    const matched = matchedTerms(
+      terms,
+      `${hit.chunk.title} ${hit.chunk.headingPath.join(' ')} ${hit.chunk.text}`,
+    );
+    const covered = matched.reduce((s, t) => s + weight(t), 0) / total;
+    best = Math.max(best, terms.length >= 2 && matched.length < 2 ? covered / 2 : covered);
   }
   return best;
+}
+
+/**
+ * The question `terms` (from `contentTerms`) that `text` contains as words of its own, or inside
+ * a hyphenated compound whose topic terms are all among `terms`, in `terms` order.
+ */
+function matchedTerms(terms: string[], text: string): string[] {
+  const { free, compounds } = termsByCompound(text);
+  const asked = new Set(terms);
+  const found = new Set(free);
+  for (const parts of compounds) if (parts.every((p) => asked.has(p))) for (const p of parts) found.add(p);
+  return terms.filter((t) => found.has(t));
 }
 
 /**

@@ -57,3 +57,21 @@ export function contentTerms(text: string): string[] {
 export function termSet(text: string): Set<string> {
   return new Set(contentTerms(text));
 }
+
+/**
+ * Words joined by hyphens ("End-of-Life", "two-factor", "auto-reply"), as matches in `text`.
+ * Hyphen-minus and the Unicode hyphens U+2010/U+2011 join; dashes (en/em) and spaces do not.
+ */
+const COMPOUND = /[\p{L}\p{N}]+(?:[-\u2010\u2011][\p{L}\p{N}]+)+/gu;
+
+/**
+ * Topic terms of `text` split by where they occur: `free` are the terms of words that stand on
+ * their own, `compounds` the terms of each hyphenated compound (one array per compound, in
+ * order). Word segmentation (UAX #29) breaks "End-of-Life" into three words, so plain
+ * `termSet` cannot tell "life" the word from "life" inside "end-of-life".
+ */
+export function termsByCompound(text: string): { free: Set<string>; compounds: string[][] } {
+  const compounds: string[][] = [];
+  for (const m of text.matchAll(COMPOUND)) compounds.push(contentTerms(m[0]));
+  return { free: termSet(text.replace(COMPOUND, ' ')), compounds };
+}
