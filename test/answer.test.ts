@@ -2,11 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ABSTAIN_TEXT, answer, citeArticles, retrievalQuery } from '../core/answer.ts';
+import { ABSTAIN_TEXT, answer, citeArticles, retrievalConfidence, retrievalQuery } from '../core/answer.ts';
 import { wantsHuman } from '../core/escalation.ts';
 import type { Generator } from '../core/generator.ts';
 import { splitBlocks } from '../core/generators/extractive.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
+import { termsByCompound } from '../core/text.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { Article, SearchHit } from '../core/types.ts';
 import { chunkArticle } from '../sync/chunker.ts';
@@ -296,5 +297,88 @@ describe('splitBlocks', () => {
     );
     expect(blocks.map((b) => b.kind)).toEqual(['prose', 'code', 'table', 'list']);
     expect(blocks[1]?.text).toBe('```py\n# a\n\nprint(1)\n```');
+  });
+});
+
+describe('retrievalConfidence', () => {
+  // Articles that share single words with off-topic questions, the way real help centers do
+  // (Arduino's "End-of-Life" policy, a Stats API table with `country!=FR`).
+  const OFF_TOPIC_ARTICLES = [
+    article(
+      'eol-policy',
+      'Product End-of-Life policy',
+      '## End-of-Life (EOL) transparency\n\nWe announce the End-of-Life of a board twelve months ahead. "End-of-Support" has the same meaning where applicable: no more firmware updates.',
+    ),
+    article(
+      'vat-rates',
+      'VAT rates by country',
+      'We charge VAT by the country of your billing address:\n\n| Country | Rate |\n|---|---:|\n| France | 20% |\n| Germany | 19% |\n| Spain | 21% |',
+    ),
+    article(
+      'two-factor-login',
+      'Login security',
+      'Turn on two-factor login from **Security**. Recovery codes let you sign in without your phone.',
+    ),
+    article(
+      'firmware',
+      'Update the firmware',
+      'Open the updater, pick your board and press **Update firmware**.',
+    ),
+  ];
+  let tmp: string;
+  let store: SqliteKnowledgeStore;
+  const confidence = async (q: string) => retrievalConfidence(store, q, await store.search(q, { k: 5 }));
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'supportbot-confidence-'));
+    store = SqliteKnowledgeStore.open(path.join(tmp, 'kb.sqlite'));
+    for (const a of OFF_TOPIC_ARTICLES)
+      await store.upsertArticle(a, chunkArticle(a, chunking), articleHash(a, chunking));
+  });
+  afterAll(async () => {
+    await store.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('does not count a word found only inside a hyphenated compound the question does not spell out', async () => {
+    // "meaning" is in the EOL article and "life" only inside "End-of-Life": before this rule the
+    // question covered every topic term of that hit and scored 1.
+    expect(await confidence('What is the meaning of life?')).toBeLessThan(0.4);
+    // The same article, asked about in its own words, is found: the compound's terms are all asked.
+    expect(await confidence('what does end of life mean for my board?')).toBeGreaterThanOrEqual(0.4);
+    expect(await confidence('how do I turn on two factor login?')).toBeGreaterThanOrEqual(0.4);
+  });
+
+  it('counts a hit half when it shares only one topic term with a multi-term question', async () => {
+    // "France" is in the VAT table, "capital" nowhere: one shared word is not an answer.
+    const offTopic = await confidence('What is the capital of France?');
+    expect(offTopic).toBeGreaterThan(0);
+    expect(offTopic).toBeLessThan(0.4);
+    expect(await confidence('what is the VAT rate in France?')).toBeGreaterThanOrEqual(0.4);
+    // A one-term question that matches is not halved.
+    expect(await confidence('firmware?')).toBe(1);
+  });
+
+  it('answer() abstains on both off-topic questions', async () => {
+    const opts = { store, topK: 5, abstainThreshold: 0.4, maxAnswerChars: 900 };
+    for (const q of ['What is the meaning of life?', 'What is the capital of France?']) {
+      const r = await answer(q, opts);
+      expect(r.abstained, q).toBe(true);
+      expect(r.text).toBe(ABSTAIN_TEXT);
+    }
+  });
+});
+
+describe('termsByCompound', () => {
+  it('separates words that stand alone from hyphenated compounds', () => {
+    const { free, compounds } = termsByCompound(
+      'End-of-Life policy: the auto\u2010reply ends \u2013 life goes on',
+    );
+    expect(compounds).toEqual([
+      ['end', 'life'],
+      ['auto', 'repli'],
+    ]);
+    // U+2010 joins, the en dash U+2013 does not: "ends" and "life" stand alone; "of" is a stop word.
+    expect([...free].sort()).toEqual(['end', 'goe', 'life', 'on', 'polici']);
   });
 });
