@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -404,6 +404,49 @@ describe('folder source, malformed files', () => {
       code: 'source-unavailable',
       message: expect.stringContaining('does-not-exist'),
     });
+  });
+});
+
+describe('folder source, entries that are not readable files', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'supportbot-sources-'));
+    mkdirSync(path.join(dir, 'sub'));
+    writeFileSync(path.join(dir, 'a-good.md'), '# Good article\n\nStill readable.\n');
+    symlinkSync('moved-away.md', path.join(dir, 'dangling.md'));
+    symlinkSync('loop-b.md', path.join(dir, 'sub', 'loop-a.md'));
+    symlinkSync('loop-a.md', path.join(dir, 'sub', 'loop-b.md'));
+    mkdirSync(path.join(dir, 'reset-password.md'));
+    writeFileSync(path.join(dir, 'reset-password.md', 'inside.md'), '# Inside\n\nAn article in a folder.\n');
+    mkdirSync(path.join(dir, 'images'));
+    symlinkSync('../a-good.md', path.join(dir, 'sub', 'alias.md'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reports a dangling symlink, a symlink loop and a folder named like an article, each with its code', async () => {
+    const { articles, errors } = await collect(folder({ path: dir }));
+    // A working symlink is still an article, and so is a file inside the oddly named folder.
+    expect(articles.map((a) => a.sourcePath)).toEqual([
+      'a-good.md',
+      'reset-password.md/inside.md',
+      'sub/alias.md',
+    ]);
+    expect(errors.map((e) => [e.sourcePath, e.code])).toEqual([
+      ['dangling.md', 'dangling-symlink'],
+      ['reset-password.md', 'not-a-file'],
+      ['sub/loop-a.md', 'symlink-loop'],
+      ['sub/loop-b.md', 'symlink-loop'],
+    ]);
+    for (const error of errors) {
+      expect(error.message).toContain(error.sourcePath);
+      expect(error.message).not.toContain('\n');
+    }
+    expect(errors[0]?.message).toContain('moved-away.md');
+  });
+
+  it('applies include and exclude globs to them like to files', async () => {
+    const { errors } = await collect(folder({ path: dir, exclude: ['sub/**', 'dangling.md'] }));
+    expect(errors.map((e) => [e.sourcePath, e.code])).toEqual([['reset-password.md', 'not-a-file']]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { cpSync, type Dirent, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, type Dirent, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -221,6 +221,32 @@ describe('sync safety', () => {
       'sub/reset-password.md',
     ]);
     expect(formatSyncSummary(summary)).toContain('1 deleted, 1 failed');
+  });
+
+  it('a dangling symlink, a symlink loop and a folder named like the file are failures, not deletions', async () => {
+    const src = await syncedTree();
+    rmSync(path.join(src, 'top.md'));
+    const sub = path.join(src, 'sub');
+    // Each of the three articles loses its file in one of the ways a checkout or a bad copy can.
+    rmSync(path.join(sub, 'reset-password.md'));
+    symlinkSync('reset-password-moved.md', path.join(sub, 'reset-password.md'));
+    rmSync(path.join(sub, 'change-email.md'));
+    symlinkSync('change-email.md', path.join(sub, 'change-email.md'));
+    rmSync(path.join(sub, 'legacy-fax-support.md'));
+    mkdirSync(path.join(sub, 'legacy-fax-support.md'));
+    const summary = await syncSource(folder('kb', src), store, { chunking });
+    expect(summary.errors.map((e) => [e.sourcePath, e.code])).toEqual([
+      ['sub/change-email.md', 'symlink-loop'],
+      ['sub/legacy-fax-support.md', 'not-a-file'],
+      ['sub/reset-password.md', 'dangling-symlink'],
+    ]);
+    // Only top.md, whose file really went away, is deleted.
+    expect(summary).toMatchObject({ deleted: 1, failed: 3, swept: true });
+    expect((await store.listArticleHashes('kb')).map((h) => h.sourcePath).sort()).toEqual([
+      'sub/change-email.md',
+      'sub/legacy-fax-support.md',
+      'sub/reset-password.md',
+    ]);
   });
 
   it('an unreadable nested folder spares only what is under it', async () => {

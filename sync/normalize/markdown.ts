@@ -20,6 +20,7 @@ import remarkStringify from 'remark-stringify';
 import { unified } from 'unified';
 import YAML from 'yaml';
 import { htmlToBlocks, resolveInlineHtml } from './html.ts';
+import { type LinkContext, resolveLinks } from './links.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Front matter
@@ -215,6 +216,11 @@ export interface NormalizeOptions {
    * (Zendesk exports, Docusaurus heading ids). Off for plain Markdown, where braces are text.
    */
   stripAttributeLists?: boolean;
+  /**
+   * Make relative links and images absolute against the article's URL, mapping links to other
+   * articles of the source to their URLs (`./links.ts`). Omitted: links are left as written.
+   */
+  links?: LinkContext;
 }
 
 const ATTRIBUTE_LIST = /[ \t]*\{(?::[^{}\n]*|[#.][^\s{}]*(?:[ \t]+[#.:][^\s{}]*)*)\}/g;
@@ -246,10 +252,13 @@ const PHRASING_PARENTS = new Set([
  * - attribute lists stripped (when `stripAttributeLists`);
  * - GitHub alerts (`> [!NOTE]`) turned into a bold label;
  * - whitespace that removed tags leave at a paragraph's, heading's or cell's edges trimmed;
- * - paragraphs, headings, lists and blockquotes left empty by the above removed.
+ * - paragraphs, headings, lists and blockquotes left empty by the above removed;
+ * - with `links`, relative links and images resolved (`resolveLinks`), after the HTML is converted
+ *   so links that came from `<a href>` are resolved too.
  */
 export function normalizeTree(tree: Root, options: NormalizeOptions = {}): void {
   cleanParent(tree, options);
+  if (options.links) resolveLinks(tree, options.links);
 }
 
 function cleanParent(parent: Parents, options: NormalizeOptions): void {

@@ -9,7 +9,13 @@
  *  3. Markdown: split YAML front matter (`bad-front-matter`, naming the line); `draft: true` files
  *     are skipped (not published, so not an article); the dialect rewrites its syntax
  *     (`bad-include` from Zulip); parse, clean up, take the title, stringify;
+ *     relative links and images are resolved on the tree against the article's URL, links to
+ *     other articles of the source becoming those articles' URLs (`sync/normalize/links.ts`);
  *  4. an article whose body is empty after all that is reported as `empty`.
+ * A path the include globs match that is not a readable file is reported, never skipped (a skip
+ * would look like a deleted article to the sync): a symlink to nothing (`dangling-symlink`), a
+ * symlink that leads back to itself (`symlink-loop`), a folder named like an article file
+ * (`reset-password.md/`, `not-a-file`, named without the slash so only that article is spared).
  * A Markdown file holding nothing but a relative path to another `.md` file is a symlink that Git
  * checked out as text (Zulip's `integrations-overview.md`); it is reported as `symlink-stub`.
  * Anything else that throws on one file is reported as `parse-error`. Every error names the file
@@ -27,7 +33,7 @@
  * `locale` from front matter `locale`/`lang` (or `<html lang>`), else the source's.
  */
 import { type Dirent, readFileSync, realpath as realpathCallback } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isBinaryFile } from 'isbinaryfile';
 import { type FileSystemAdapter, glob } from 'tinyglobby';
@@ -36,6 +42,7 @@ import { SupportbotError } from '../../core/errors.ts';
 import type { Article } from '../../core/types.ts';
 import { type Dialect, type DialectContext, dialects, getDialect } from '../dialects/index.ts';
 import { htmlPageToMarkdown } from '../normalize/html.ts';
+import type { LinkContext } from '../normalize/links.ts';
 import {
   FrontMatterError,
   normalizeTree,
@@ -76,14 +83,14 @@ export function createFolderSource(config: FolderSourceConfig, options: FolderSo
           `source "${config.name}": folder ${root} ${rootStat ? 'is not a directory' : 'does not exist'}`,
         );
       }
-      const { files, unreadable } = await listFiles(root, config, baseDialect, listDir);
+      const { files, notFiles, unreadable } = await listFiles(root, config, baseDialect, listDir);
       if (unreadable.has('')) {
         throw new SupportbotError(
           'source-unavailable',
           `source "${config.name}": folder ${root} cannot be read: ${unreadable.get('')}`,
         );
       }
-      for (const [dir, reason] of [...unreadable].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      for (const [dir, reason] of [...unreadable].sort(([a], [b]) => byCodePoint(a, b))) {
         yield {
           ok: false,
           error: { sourcePath: dir, code: 'read-error', message: `cannot read folder ${dir}: ${reason}` },
@@ -102,8 +109,12 @@ export function createFolderSource(config: FolderSourceConfig, options: FolderSo
         }
         return cache.get(absolute);
       };
-      for (const sourcePath of files) {
-        const item = await readArticle(config, root, sourcePath, baseDialect, readSourceFile);
+      const links = createLinkResolver(config, files, readSourceFile);
+      const notFileSet = new Set(notFiles);
+      for (const sourcePath of [...files, ...notFiles].sort(byCodePoint)) {
+        const item = notFileSet.has(sourcePath)
+          ? notAFile(sourcePath)
+          : await readArticle(config, root, sourcePath, baseDialect, readSourceFile, links);
         if (item) yield item;
       }
     },
@@ -111,17 +122,24 @@ export function createFolderSource(config: FolderSourceConfig, options: FolderSo
 }
 
 /**
- * The source's files (relative, sorted) and the folders the glob could not list, as relative
- * paths with a trailing slash (`''` for the root) → the error code. The glob skips unreadable
- * folders silently, so its `readdir` is wrapped to record them; its `realpath` to map a symlinked
- * folder, which the glob lists under its real path, back to the path of the link.
+ * The source's files (relative, sorted), the folders named like article files (`x.md/`, listed
+ * without the slash in `notFiles`), and the folders the glob could not list, as relative paths
+ * with a trailing slash (`''` for the root) → the error code. The glob skips unreadable folders
+ * silently, so its `readdir` is wrapped to record them; its `realpath` to map a symlinked folder,
+ * which the glob lists under its real path, back to the path of the link.
+ *
+ * The glob also drops symlinks it cannot stat (dangling, or in a loop) without a word, and with
+ * `onlyFiles` it drops folders; either would make the article the path used to hold look deleted.
+ * So the wrapped `readdir` shows a symlink that cannot be followed as a plain file (reading it then
+ * reports `dangling-symlink` or `symlink-loop`), and folders are listed too, keeping those whose
+ * name has an article extension.
  */
 async function listFiles(
   root: string,
   config: FolderSourceConfig,
   baseDialect: Dialect,
   listDir: (dir: string) => Promise<Dirent[]>,
-): Promise<{ files: string[]; unreadable: Map<string, string> }> {
+): Promise<{ files: string[]; notFiles: string[]; unreadable: Map<string, string> }> {
   const unreadable = new Map<string, string>();
   const linkOf = new Map<string, string>();
   const withSlash = (p: string): string => (p.endsWith(path.sep) || p.endsWith('/') ? p : p + path.sep);
@@ -138,7 +156,7 @@ async function listFiles(
         entries: Dirent[],
       ) => void;
       listDir(dir).then(
-        (entries) => callback(null, entries),
+        (entries) => showBrokenLinksAsFiles(dir, entries).then((shown) => callback(null, shown)),
         (err: NodeJS.ErrnoException) => {
           record(dir, err);
           callback(err, []);
@@ -153,15 +171,57 @@ async function listFiles(
       });
     }) as FileSystemAdapter['realpath'],
   };
-  const files = await glob(config.include, {
+  const found = await glob(config.include, {
     cwd: root,
     ignore: [...config.exclude, ...baseDialect.exclude],
-    onlyFiles: true,
+    onlyFiles: false,
     dot: false,
     fs: adapter,
   });
-  files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return { files, unreadable };
+  const files = found.filter((p) => !p.endsWith('/')).sort(byCodePoint);
+  const notFiles = found
+    .filter((p) => p.endsWith('/') && ARTICLE_EXTENSION.test(p.slice(0, -1)))
+    .map((p) => p.slice(0, -1))
+    .sort(byCodePoint);
+  return { files, notFiles, unreadable };
+}
+
+/** Names that a folder source reads as articles; a folder named so is reported, not skipped. */
+const ARTICLE_EXTENSION = /\.(?:md|mdx|html?)$/i;
+
+/** A symlink that `stat` cannot follow, presented to the glob as a file (see `listFiles`). */
+async function showBrokenLinksAsFiles(dir: string, entries: Dirent[]): Promise<Dirent[]> {
+  if (!entries.some((e) => e.isSymbolicLink())) return entries;
+  return Promise.all(
+    entries.map(async (entry) => {
+      if (!entry.isSymbolicLink()) return entry;
+      const followed = await stat(path.join(dir, entry.name)).then(
+        () => true,
+        () => false,
+      );
+      if (followed) return entry;
+      return Object.assign(Object.create(Object.getPrototypeOf(entry) as object) as Dirent, entry, {
+        isFile: () => true,
+        isDirectory: () => false,
+        isSymbolicLink: () => false,
+      });
+    }),
+  );
+}
+
+function notAFile(sourcePath: string): SourceItem {
+  return {
+    ok: false,
+    error: {
+      sourcePath,
+      code: 'not-a-file',
+      message: `${sourcePath} is a folder, not a file: an article file cannot be read from it`,
+    },
+  };
+}
+
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 async function readArticle(
@@ -170,6 +230,7 @@ async function readArticle(
   sourcePath: string,
   baseDialect: Dialect,
   readSourceFile: (relativePath: string) => string | undefined,
+  links: LinkResolver,
 ): Promise<SourceItem | null> {
   const fail = (code: string, message: string): SourceItem => ({
     ok: false,
@@ -181,10 +242,7 @@ async function readArticle(
   try {
     [bytes, mtime] = await Promise.all([readFile(absolute), stat(absolute).then((s) => s.mtime)]);
   } catch (err) {
-    return fail(
-      'read-error',
-      `cannot read ${sourcePath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
+    return readFailure(absolute, sourcePath, err as NodeJS.ErrnoException);
   }
   if (bytes.length > 0 && (await isBinaryFile(bytes, bytes.length))) {
     return fail('binary-file', `${sourcePath} is a binary file, not text`);
@@ -201,12 +259,13 @@ async function readArticle(
     const ext = path.extname(sourcePath).toLowerCase();
     const fields =
       ext === '.html' || ext === '.htm'
-        ? fromHtml(text)
+        ? fromHtml(text, links.context(sourcePath, {}))
         : fromMarkdown(
             text,
             sourcePath,
             ext === '.mdx' && baseDialect.name === 'markdown' ? dialects.docusaurus : baseDialect,
             readSourceFile,
+            links,
           );
     if ('error' in fields) return { ok: false, error: { sourcePath, ...fields.error } };
     if (fields.skip) return null;
@@ -227,9 +286,31 @@ interface Fields {
   lang?: string | undefined;
 }
 
-function fromHtml(text: string): Fields {
+/** Why a listed file could not be read, with the code that names a broken symlink or a folder. */
+async function readFailure(
+  absolute: string,
+  sourcePath: string,
+  err: NodeJS.ErrnoException,
+): Promise<SourceItem> {
+  const fail = (code: string, message: string): SourceItem => ({
+    ok: false,
+    error: { sourcePath, code, message },
+  });
+  const link = await lstat(absolute).catch(() => null);
+  if (err.code === 'ELOOP') {
+    return fail('symlink-loop', `${sourcePath} is a symlink that leads back to itself (a symlink loop)`);
+  }
+  if (link?.isSymbolicLink() && (err.code === 'ENOENT' || err.code === 'ENOTDIR')) {
+    const target = await readlink(absolute).catch(() => '?');
+    return fail('dangling-symlink', `${sourcePath} is a symlink to ${target}, which does not exist`);
+  }
+  if (err.code === 'EISDIR') return notAFile(sourcePath);
+  return fail('read-error', `cannot read ${sourcePath}: ${err.code ?? err.message}`);
+}
+
+function fromHtml(text: string, links: LinkContext): Fields {
   const page = htmlPageToMarkdown(text);
-  normalizeTree(page.tree);
+  normalizeTree(page.tree, { links });
   const title = takeTitle(page.tree, undefined, page.title);
   return { title, body: stringifyMarkdown(page.tree), frontMatter: {}, lang: page.lang };
 }
@@ -239,6 +320,7 @@ function fromMarkdown(
   sourcePath: string,
   dialect: Dialect,
   readSourceFile: (relativePath: string) => string | undefined,
+  links: LinkResolver,
 ): Fields | { error: Omit<SourceItemError, 'sourcePath'> } {
   const { data, body } = splitFrontMatter(text);
   if (data.draft === true) return { skip: true, title: undefined, body: '', frontMatter: data };
@@ -252,7 +334,7 @@ function fromMarkdown(
   }
   const context: DialectContext = { sourcePath, frontMatter: data, readFile: readSourceFile };
   const tree = parseMarkdown(dialect.preprocess(body, context));
-  normalizeTree(tree, dialect.normalize);
+  normalizeTree(tree, { ...dialect.normalize, links: links.context(sourcePath, data) });
   const title = takeTitle(tree, stringField(data.title));
   return { title, body: stringifyMarkdown(tree), frontMatter: data };
 }
@@ -261,9 +343,7 @@ function buildArticle(config: FolderSourceConfig, sourcePath: string, fields: Fi
   const fm = fields.frontMatter;
   const slugPath = sourcePath.replace(/\.[^./]+$/, '');
   const id = scalarField(fm.id) ?? slugPath;
-  const url =
-    stringField(fm.url) ??
-    expandUrl(config.urlTemplate, id, slugField(fm.slug, slugPath) ?? slugPath, sourcePath);
+  const url = articleUrl(config, sourcePath, fm);
   const folders = sourcePath.split('/').slice(0, -1);
   return {
     id,
@@ -277,6 +357,79 @@ function buildArticle(config: FolderSourceConfig, sourcePath: string, fields: Fi
     tags: unique([...listField(fm.tags), ...folders]),
     accessGroups: listField(fm.accessGroups ?? fm.access_groups ?? fm.access).filter((g) => g !== 'public'),
     locale: stringField(fm.locale) ?? stringField(fm.lang) ?? fields.lang ?? config.locale,
+  };
+}
+
+/** The article's URL: front matter `url`, else the source's `urlTemplate` expanded; `null` without both. */
+function articleUrl(
+  config: FolderSourceConfig,
+  sourcePath: string,
+  fm: Record<string, unknown>,
+): string | null {
+  const slugPath = sourcePath.replace(/\.[^./]+$/, '');
+  const id = scalarField(fm.id) ?? slugPath;
+  return (
+    stringField(fm.url) ??
+    expandUrl(config.urlTemplate, id, slugField(fm.slug, slugPath) ?? slugPath, sourcePath)
+  );
+}
+
+interface LinkResolver {
+  /** What `resolveLinks` needs for the file at `sourcePath` with front matter `frontMatter`. */
+  context(sourcePath: string, frontMatter: Record<string, unknown>): LinkContext;
+}
+
+/**
+ * Maps links between the articles of one pass over the source: a file's article URL is computed
+ * from its front matter (read through the pass's file cache) the way `buildArticle` does, so a
+ * link to `excluding.md` gets the URL that article is cited with. A file that is not listed, is a
+ * draft or has broken front matter is not an article, so links to it are only resolved as URLs.
+ * The URL → article index for site-relative links (`/help/x`) is built on first use.
+ */
+function createLinkResolver(
+  config: FolderSourceConfig,
+  files: string[],
+  readSourceFile: (relativePath: string) => string | undefined,
+): LinkResolver {
+  const listed = new Set(files);
+  const urls = new Map<string, string | null | undefined>();
+  const urlOfFile = (file: string): string | null | undefined => {
+    if (!listed.has(file)) return undefined;
+    if (urls.has(file)) return urls.get(file);
+    let url: string | null | undefined;
+    const text = readSourceFile(file);
+    if (text === undefined) url = undefined;
+    else if (/\.html?$/i.test(file)) url = articleUrl(config, file, {});
+    else {
+      try {
+        const { data } = splitFrontMatter(text);
+        url = data.draft === true ? undefined : articleUrl(config, file, data);
+      } catch {
+        url = undefined;
+      }
+    }
+    urls.set(file, url);
+    return url;
+  };
+  let byUrl: Map<string, string> | undefined;
+  const urlKey = (url: string): string => url.replace(/[#].*$/, '').replace(/\/+$/, '');
+  const articleForUrl = (url: string): string | undefined => {
+    if (!byUrl) {
+      byUrl = new Map();
+      for (const file of files) {
+        const own = urlOfFile(file);
+        if (own && !byUrl.has(urlKey(own))) byUrl.set(urlKey(own), own);
+      }
+    }
+    return byUrl.get(urlKey(url));
+  };
+  return {
+    context: (sourcePath, frontMatter) => ({
+      base: articleUrl(config, sourcePath, frontMatter),
+      sourcePath,
+      articleForFile: urlOfFile,
+      articleForUrl,
+    }),
   };
 }
 
