@@ -1,13 +1,14 @@
 import path from 'node:path';
-import type { Nodes } from 'mdast';
+import type { Nodes, Root } from 'mdast';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { folderSourceSchema } from '../core/config.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
 import type { Article } from '../core/types.ts';
 import { HELPCENTER_NAMES, helpcenterSource, sharedHelpcentersDir } from '../evals/helpcenters.ts';
 import { chunkArticle } from '../sync/chunker.ts';
+import { htmlToBlocks } from '../sync/normalize/html.ts';
 import { type LinkContext, resolveHref, resolveLinks } from '../sync/normalize/links.ts';
-import { parseMarkdown, stringifyMarkdown } from '../sync/normalize/markdown.ts';
+import { normalizeTree, parseMarkdown, stringifyMarkdown } from '../sync/normalize/markdown.ts';
 import type { Source } from '../sync/source.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
 
@@ -144,6 +145,30 @@ describe('resolveLinks on a tree', () => {
   it('leaves code alone', () => {
     const out = rewrite('`[x](a.md)`\n\n```\n[y](b.md)\n```\n', { base: 'https://help.example/' });
     expect(out).toBe('`[x](a.md)`\n\n```\n[y](b.md)\n```');
+  });
+});
+
+describe('normalizeTree with links, on converted HTML (the Zendesk and website path)', () => {
+  it('resolves links that came from <a href> against the page URL', () => {
+    const tree: Root = {
+      type: 'root',
+      children: htmlToBlocks(
+        '<p>See <a href="/hc/en-us/articles/2-Other">the other article</a>, <a href="#steps">the steps</a>' +
+          ' and <a href="../sections/9">the section</a>.</p>',
+      ),
+    };
+    normalizeTree(tree, { links: { base: 'https://help.example/hc/en-us/articles/1-This' } });
+    expect(stringifyMarkdown(tree)).toBe(
+      'See [the other article](https://help.example/hc/en-us/articles/2-Other), ' +
+        '[the steps](https://help.example/hc/en-us/articles/1-This#steps) and ' +
+        '[the section](https://help.example/hc/en-us/sections/9).',
+    );
+  });
+
+  it('leaves links as written without the links option', () => {
+    const tree = parseMarkdown('[a](a.md) and [b](#b)');
+    normalizeTree(tree);
+    expect(stringifyMarkdown(tree)).toBe('[a](a.md) and [b](#b)');
   });
 });
 
