@@ -212,6 +212,8 @@ function splitHref(href: string): { pathPart: string; fragment: string } {
 
 function withFragment(url: string, fragment: string): string {
   if (fragment === '' || fragment === '#') return url;
+  // A front-matter `url` need not be absolute; then the fragment is appended as written.
+  if (!URL.canParse(url)) return `${url.replace(/#.*$/, '')}${fragment}`;
   const u = new URL(url);
   u.hash = fragment;
   return u.href;
