@@ -75,3 +75,18 @@ export function termsByCompound(text: string): { free: Set<string>; compounds: s
   for (const m of text.matchAll(COMPOUND)) compounds.push(contentTerms(m[0]));
   return { free: termSet(text.replace(COMPOUND, ' ')), compounds };
 }
+
+/**
+ * Text as it is indexed for BM25: a Markdown link or image target keeps only its last path
+ * segment (`](https://zulip.com/help/mute-a-stream#x)` → `](mute-a-stream)`). Sync makes every
+ * link absolute so quotes work in chat; indexed whole, the same site words (`https`, `zulip`,
+ * `com`, `help`) would land in most chunks and dilute BM25, while the last segment names the
+ * linked topic. Stored chunk text is not changed.
+ */
+export function indexableText(text: string): string {
+  return text.replace(/\]\(\s*<?([^\s)>]*)/g, (_m, target: string) => {
+    const path = target.replace(/[?#].*$/, '').replace(/\/+$/, '');
+    const last = path.slice(path.lastIndexOf('/') + 1).replace(/\.(md|mdx|html?)$/i, '');
+    return `](${last}`;
+  });
+}

@@ -4,7 +4,7 @@ import type { Article } from '../core/types.ts';
 export interface SourceItemError {
   /** Path relative to the source root (or URL) of what failed. */
   sourcePath: string;
-  /** Stable machine code: `bad-front-matter`, `binary-file`, `invalid-utf8`, `bad-include`, `symlink-stub`, `parse-error`, `read-error`, `empty`, `duplicate-id`. */
+  /** Stable machine code: `bad-front-matter`, `binary-file`, `invalid-utf8`, `bad-include`, `symlink-stub`, `parse-error`, `read-error`, `empty`, `duplicate-id`, `dangling-symlink`, `symlink-loop`, `not-a-file`; HTTP sources add their own (`zendesk-…`, `http-404`, …). */
   code: string;
   /** One line for people. */
   message: string;

@@ -203,7 +203,9 @@ describe.skipIf(!root)('real help centers (../shared/data/helpcenters)', () => {
       const a = article(articles, 'troubleshoot-integration.md');
       expect(a.title).toBe('Troubleshooting Plausible Analytics');
       expect(
-        a.body.startsWith("After you've [added the Plausible snippet to your site](plausible-script.md)"),
+        a.body.startsWith(
+          "After you've [added the Plausible snippet to your site](https://plausible.io/docs/plausible-script)",
+        ),
       ).toBe(true);
       expect(a.body).not.toContain('"@context"');
     });

@@ -11,6 +11,7 @@ import type {
   KnowledgeStore,
 } from '../knowledge-store.ts';
 import { type Migration, openSqliteDatabase, runMigrations } from '../sqlite.ts';
+import { indexableText } from '../text.ts';
 import type { Article, Chunk, SearchFilter, SearchHit, StoredChunk } from '../types.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -57,7 +58,7 @@ const STOP_WORDS = new Set(
  * ligatures split) and with each CJK character set apart as its own token.
  */
 export function toSearchText(text: string): string {
-  return text.normalize('NFKC').replace(CJK_CHAR, ' $& ');
+  return indexableText(text).normalize('NFKC').replace(CJK_CHAR, ' $& ');
 }
 
 /**

@@ -19,6 +19,7 @@ import type {
   HybridSearchOptions,
   KnowledgeStore,
 } from '../knowledge-store.ts';
+import { indexableText } from '../text.ts';
 import type { Article, Chunk, SearchFilter, SearchHit, StoredChunk } from '../types.ts';
 import {
   buildMatchExpression,
@@ -203,7 +204,7 @@ function stem(term: string): string {
  */
 export function analyzeForIndex(text: string): string {
   const out: string[] = [];
-  for (const [run] of text.normalize('NFKC').toLowerCase().matchAll(TERM)) {
+  for (const [run] of indexableText(text).normalize('NFKC').toLowerCase().matchAll(TERM)) {
     if (CJK.test(run[0] ?? '')) {
       const chars = Array.from(run);
       out.push(...chars);

@@ -350,7 +350,7 @@ export function createWebsiteSource(
         let article: Article;
         try {
           const parsed = htmlPageToMarkdown(html);
-          normalizeTree(parsed.tree);
+          normalizeTree(parsed.tree, { links: { base: finalUrl } });
           const title = takeTitle(parsed.tree, undefined, parsed.title);
           const body = stringifyMarkdown(parsed.tree);
           if (!body.trim()) return fail('empty', `${redactUrl(page.url)} has no main content`);

@@ -338,7 +338,7 @@ function articleItem(
   const id = `${locale}/${a.id}`;
   const title = (a.title ?? a.name ?? '').trim();
   const tree: Root = { type: 'root', children: htmlToBlocks(a.body ?? '') };
-  normalizeTree(tree);
+  normalizeTree(tree, { links: { base: a.html_url ?? null } });
   const body = stringifyMarkdown(tree);
   if (!body.trim()) {
     return { ok: false, error: { sourcePath: id, code: 'empty', message: `${id} has no content` } };
