@@ -1,27 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PACKAGE_ROOT } from '../core/config.ts';
 import { type FakeWeaviate, startFakeWeaviate } from './fakes/weaviate/server.ts';
-
-const BIN = path.join(PACKAGE_ROOT, 'bin', 'supportbot.mjs');
-
-function run(args: string[], cwd: string, env: Record<string, string> = {}) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+import { runCli } from './helpers/cli.ts';
 
 /**
  * KNOWLEDGE_STORE=weaviate through the CLI, against the local server that speaks Weaviate's REST
@@ -44,28 +26,28 @@ describe('the CLI on Weaviate', () => {
 
   it('sync, ask and status run on Weaviate when KNOWLEDGE_STORE=weaviate', async () => {
     const weaviate = { ...env, KNOWLEDGE_STORE: 'weaviate' };
-    const sync = await run(['sync', '--json'], dir, weaviate);
+    const sync = await runCli(['sync', '--json'], dir, weaviate);
     expect(sync.code, sync.stderr).toBe(0);
     expect(JSON.parse(sync.stdout)[0]).toMatchObject({ source: 'examples', added: 22, failed: 0 });
-    const ask = await run(['ask', '--json', 'How do I reset my password?'], dir, weaviate);
+    const ask = await runCli(['ask', '--json', 'How do I reset my password?'], dir, weaviate);
     expect(ask.code, ask.stderr).toBe(0);
     expect(JSON.parse(ask.stdout).citations[0].articleId).toMatch(/reset-password/);
-    const status = await run(['status'], dir, weaviate);
+    const status = await runCli(['status'], dir, weaviate);
     expect(status.stdout).toMatch(/store: +weaviate/);
     expect(fake.unhandled).toEqual([]);
   }, 120_000);
 
   it('migrate copies the embedded store into Weaviate and back, and refuses nonsense', async () => {
-    const embedded = await run(['sync'], dir, env);
+    const embedded = await runCli(['sync'], dir, env);
     expect(embedded.code, embedded.stderr).toBe(0);
-    const to = await run(
+    const to = await runCli(
       ['migrate', '--from', 'sqlite', '--to', 'weaviate', '--tenant', 'migrated'],
       dir,
       env,
     );
     expect(to.code, to.stderr).toBe(0);
     expect(to.stdout).toMatch(/^copied 22 articles \(\d+ chunks, 0 vectors\) from sqlite:.* to weaviate/);
-    const back = await run(
+    const back = await runCli(
       [
         'migrate',
         '--from',
@@ -82,10 +64,10 @@ describe('the CLI on Weaviate', () => {
     );
     expect(back.code, back.stderr).toBe(0);
     expect(back.stdout).toMatch(/^copied 22 articles/);
-    const same = await run(['migrate', '--from', 'sqlite', '--to', 'sqlite'], dir, env);
+    const same = await runCli(['migrate', '--from', 'sqlite', '--to', 'sqlite'], dir, env);
     expect(same.code).toBe(1);
     expect(same.stderr).toBe('error: --from and --to must differ\n');
-    const noUrl = await run(['migrate', '--from', 'sqlite', '--to', 'weaviate'], dir, {
+    const noUrl = await runCli(['migrate', '--from', 'sqlite', '--to', 'weaviate'], dir, {
       DATA_DIR: env.DATA_DIR as string,
     });
     expect(noUrl.code).toBe(1);

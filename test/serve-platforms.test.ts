@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Runtime } from '../bot/runtime.ts';
 import { startBot } from '../bot/serve.ts';
-import { loadConfig, PACKAGE_ROOT } from '../core/config.ts';
+import { loadConfig } from '../core/config.ts';
 import {
   type DiscordWorld,
   FakeDiscordGateway,
@@ -16,8 +15,8 @@ import {
 } from './fakes/discord-gateway.ts';
 import { FakeDiscordRest } from './fakes/discord-rest.ts';
 import { FakeSlackApi, SlackDeliverer } from './fakes/slack-api.ts';
+import { runCli } from './helpers/cli.ts';
 
-const BIN = path.join(PACKAGE_ROOT, 'bin', 'supportbot.mjs');
 const GUILD = '100000000000000001';
 const SUPPORT = '400000000000000001';
 const bot = user('200000000000000001', 'supportbot', true);
@@ -157,17 +156,14 @@ describe('serve with Slack and Discord', () => {
 
   it('`supportbot discord register --guild` registers /support in that guild', async () => {
     // Asynchronous: the fake REST server runs in this process.
-    const r = await runCli(['discord', 'register', '--guild', GUILD], {
-      cwd: tmp,
-      env: { ...process.env, DISCORD_TOKEN: world.token, DISCORD_API_URL: rest.apiUrl },
+    const r = await runCli(['discord', 'register', '--guild', GUILD], tmp, {
+      DISCORD_TOKEN: world.token,
+      DISCORD_API_URL: rest.apiUrl,
     });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`Registered /support for application ${world.applicationId} in guild ${GUILD}.\n`);
-    const missing = await runCli(['discord', 'register'], {
-      cwd: tmp,
-      env: { ...process.env, DISCORD_TOKEN: '' },
-    });
+    const missing = await runCli(['discord', 'register'], tmp, { DISCORD_TOKEN: '' });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe('error: set DISCORD_TOKEN (the bot token) to register commands\n');
   }, 60_000);
@@ -184,19 +180,4 @@ async function waitFor<T>(
     if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-function runCli(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
 }

@@ -1,27 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PACKAGE_ROOT } from '../core/config.ts';
 import { FakeZendesk, seedHelpCenter } from './fakes/zendesk.ts';
-
-const BIN = path.join(PACKAGE_ROOT, 'bin', 'supportbot.mjs');
-
-function run(args: string[], cwd: string, env: Record<string, string> = {}) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+import { runCli } from './helpers/cli.ts';
 
 /**
  * A Zendesk Help Center declared in the config file (secret from the environment) goes through
@@ -57,26 +39,26 @@ describe('a zendesk source from the config file', () => {
 
   it('syncs, answers with a citation to the Zendesk article, and shows the last sync in status', async () => {
     const env = { ZENDESK_API_TOKEN: 'zd-secret' };
-    const sync = await run(['sync', '--json'], dir, env);
+    const sync = await runCli(['sync', '--json'], dir, env);
     expect(sync.code, sync.stderr).toBe(0);
     const [summary] = JSON.parse(sync.stdout);
     expect(summary).toMatchObject({ source: 'helpdesk', failed: 0 });
     expect(summary.added).toBeGreaterThan(0);
 
-    const ask = await run(['ask', '--json', 'When are payment reminders sent?'], dir, env);
+    const ask = await runCli(['ask', '--json', 'When are payment reminders sent?'], dir, env);
     expect(ask.code, ask.stderr).toBe(0);
     const out = JSON.parse(ask.stdout);
     expect(out.citations[0].title).toBe('Payment reminders');
     expect(out.answer).toMatch(/3 days after the due date/);
 
-    const status = await run(['status'], dir, env);
+    const status = await runCli(['status'], dir, env);
     expect(status.stdout).toMatch(
       new RegExp(
         `source: +helpdesk \\(zendesk, zendesk\\) ${zd.url}: \\d+ articles; schedule 0 3 \\* \\* \\*; last sync succeeded`,
       ),
     );
 
-    const missing = await run(['sync'], dir, {});
+    const missing = await runCli(['sync'], dir, {});
     expect(missing.code).toBe(1);
     expect(missing.stderr + missing.stdout).toMatch(/ZENDESK_API_TOKEN/);
   }, 60_000);
