@@ -97,6 +97,15 @@ export interface KnowledgeStore {
   listArticleHashes(source: string): Promise<ArticleHash[]>;
 
   /**
+   * Optional: chunks by id (`Chunk.id`, `${source}:${articleId}#${index}`), for rebuilding a past
+   * answer's prompt from the chunk ids its `AnswerRecord` keeps (`training/dataset/chunks.ts`).
+   * Returns the chunks found, in the order of `ids`; unknown ids (re-synced away, deleted, never
+   * stored) are skipped, and an id given twice gives its chunk twice. No access filter applies:
+   * the caller already holds the ids. Stores that leave it out cannot feed the training dataset.
+   */
+  getChunks?(ids: string[]): Promise<StoredChunk[]>;
+
+  /**
    * Top-k chunks for a query, best first, with filters applied before ranking. Full-text
    * (BM25) always; vector/hybrid when the store has vectors and `options.vector` is given.
    * An empty or punctuation-only query returns `[]`, never an error.

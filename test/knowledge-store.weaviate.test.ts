@@ -9,6 +9,7 @@ import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import {
   analyzeForIndex,
   analyzeQuery,
+  chunkObjectIds,
   classifyError,
   localeRanges,
   objectId,
@@ -17,6 +18,7 @@ import {
   weaviateOptionsFromEnv,
 } from '../core/knowledge-store/weaviate.ts';
 import { contentTerms } from '../core/text.ts';
+import type { Chunk } from '../core/types.ts';
 import {
   describeKnowledgeStoreContract,
   describeVectorStoreContract,
@@ -415,6 +417,50 @@ describe('WeaviateKnowledgeStore specifics (fake)', () => {
       expect(await store.deleteArticles('docs', ['long'])).toBe(1);
       expect(stored(store.collectionName)).toBe(0);
       expect(stored(store.articleCollectionName)).toBe(0);
+    } finally {
+      await store.close();
+      await capped.close();
+    }
+  });
+
+  it('getChunks fetches chunk objects by their UUIDv5 ids, in batches the server cap allows', async () => {
+    expect(chunkObjectIds('docs:a#3')).toEqual([objectId('chunk', 'docs', 'a', 3)]);
+    expect(chunkObjectIds('a:b:c#0')).toEqual([
+      objectId('chunk', 'a', 'b:c', 0),
+      objectId('chunk', 'a:b', 'c', 0),
+    ]);
+    for (const bad of ['docs:a', 'docs#0', 'docs:a#', 'docs:a#01', 'docs:a#1.5', `docs:a#${2 ** 53}`]) {
+      expect(chunkObjectIds(bad), bad).toEqual([]);
+    }
+    const capped = await startFakeWeaviate({ maxResults: 5 });
+    const store = await WeaviateKnowledgeStore.connect({
+      url: capped.url,
+      grpcUrl: capped.grpcUrl,
+      maxResults: 5,
+    });
+    try {
+      const a = makeArticle({ id: 'a' });
+      await store.upsertArticle(
+        a,
+        makeChunks(
+          a,
+          Array.from({ length: 12 }, (_, i) => `ibis ${i}`),
+        ),
+        'h1',
+      );
+      const before = capped.calls.get('Search') ?? 0;
+      const asked = Array.from({ length: 12 }, (_, i) => `docs:a#${11 - i}`);
+      expect((await store.getChunks(asked)).map((c) => c.text)).toEqual(
+        asked.map((id) => `ibis ${id.slice(7)}`),
+      );
+      // 12 object ids, at most 5 per request (QUERY_MAXIMUM_RESULTS): 3 requests.
+      expect((capped.calls.get('Search') ?? 0) - before).toBe(3);
+      // The object at a chunk's id holds another chunk id (written by a caller not following
+      // `Chunk.id`'s form): found by object id, refused by its stored chunkId.
+      const b = makeArticle({ id: 'b' });
+      const [odd] = makeChunks(b, ['stork']);
+      await store.upsertArticle(b, [{ ...(odd as Chunk), id: 'custom-id' }], 'h1');
+      expect(await store.getChunks(['docs:b#0', 'custom-id'])).toEqual([]);
     } finally {
       await store.close();
       await capped.close();

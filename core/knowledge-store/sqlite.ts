@@ -498,6 +498,21 @@ export class SqliteKnowledgeStore implements KnowledgeStore {
    * @throws SupportbotError `embedding-mismatch` when `options.vector` has another length than the
    *   stored vectors; `invalid-option` for mode `vector` without a vector, or alpha outside 0..1.
    */
+  /**
+   * As the seam says: one indexed lookup on `chunks.id` (UNIQUE) for all ids, joined with the
+   * article's fields. @throws SupportbotError `store-closed`.
+   */
+  async getChunks(ids: string[]): Promise<StoredChunk[]> {
+    this.#open();
+    if (ids.length === 0) return [];
+    const rows = this.#stmts.chunksById.all(JSON.stringify([...new Set(ids)])) as ChunkRow[];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return ids.flatMap((id) => {
+      const row = byId.get(id);
+      return row ? [toStoredChunk(row)] : [];
+    });
+  }
+
   async search(query: string, options: HybridSearchOptions): Promise<SearchHit[]> {
     const db = this.#open();
     const k = Math.min(MAX_K, Math.max(0, Math.floor(Number.isFinite(options.k) ? options.k : 0)));
@@ -918,6 +933,7 @@ function prepareStatements(db: Database.Database) {
       ORDER BY f.score DESC, f.pk
       LIMIT @limit`),
     hydrate: db.prepare(`${HYDRATE_SELECT} WHERE c.pk IN (SELECT value FROM json_each(?))`),
+    chunksById: db.prepare(`${HYDRATE_SELECT} WHERE c.id IN (SELECT value FROM json_each(?))`),
   };
 }
 

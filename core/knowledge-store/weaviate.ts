@@ -111,6 +111,8 @@ export interface WeaviateKnowledgeStoreOptions {
 
 /** Largest `k` a search honours (Weaviate's default QUERY_MAXIMUM_RESULTS is 10,000). */
 const MAX_K = 1000;
+/** Object ids per fetch-by-id request in `getChunks` (one request per retrieved answer is typical). */
+const CHUNK_BY_ID_BATCH = 200;
 /** Page size when walking a collection with the cursor API (`after`). */
 const PAGE = 1000;
 const TENANT_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -239,6 +241,25 @@ export function analyzeQuery(query: string, maxTerms = DEFAULT_MAX_QUERY_TERMS):
  */
 export function objectId(kind: 'chunk' | 'article' | 'meta', ...parts: (string | number)[]): string {
   return generateUuid5(JSON.stringify([kind, ...parts]));
+}
+
+/**
+ * The object ids a chunk id can name: `Chunk.id` is `${source}:${articleId}#${index}`, and since
+ * a source or an article id may itself contain `:` (or an article id `#`), every split at a `:`
+ * before the last `#` is a candidate; `index` must be a canonical non-negative integer. `[]` for
+ * an id not of that form. The caller keeps only objects whose stored `chunkId` is the id.
+ */
+export function chunkObjectIds(chunkId: string): string[] {
+  const hash = chunkId.lastIndexOf('#');
+  if (hash < 0) return [];
+  const index = chunkId.slice(hash + 1);
+  if (!/^(0|[1-9][0-9]*)$/.test(index) || !Number.isSafeInteger(Number(index))) return [];
+  const prefix = chunkId.slice(0, hash);
+  const out: string[] = [];
+  for (let colon = prefix.indexOf(':'); colon >= 0; colon = prefix.indexOf(':', colon + 1)) {
+    out.push(objectId('chunk', prefix.slice(0, colon), prefix.slice(colon + 1), Number(index)));
+  }
+  return out;
 }
 
 /** Lower-cased BCP 47 prefixes of a locale (`en-US` → `en`, `en-us`), for RFC 4647 basic filtering by equality. */
@@ -688,6 +709,48 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
       }
     }
     return out.sort((a, b) => (a.articleId < b.articleId ? -1 : a.articleId > b.articleId ? 1 : 0));
+  }
+
+  /**
+   * As the seam says. A chunk's object id is `objectId('chunk', source, articleId, index)` and its
+   * id is `${source}:${articleId}#${index}` (`Chunk.id`), so each id maps to the object ids of
+   * its possible splits (one per `:` before the `#`: sources and article ids may contain `:`);
+   * those are fetched by id, `CHUNK_BY_ID_BATCH` per request (a `containsAny` filter on the id,
+   * https://weaviate.io/developers/weaviate/search/filters#by-id), and an object counts only when
+   * its stored `chunkId` is the one asked for. Ids not of that form are unknown.
+   *
+   * @throws SupportbotError `store-unavailable`, `store-closed`.
+   */
+  async getChunks(ids: string[]): Promise<StoredChunk[]> {
+    this.#open();
+    // Object id -> the ids asked for that name it (two ids name one object when they split alike).
+    const askedAt = new Map<string, Set<string>>();
+    for (const id of new Set(ids)) {
+      for (const uuid of chunkObjectIds(id)) askedAt.set(uuid, (askedAt.get(uuid) ?? new Set()).add(id));
+    }
+    const uuids = [...askedAt.keys()];
+    const found = new Map<string, StoredChunk>();
+    const batch = Math.min(CHUNK_BY_ID_BATCH, this.#options.maxResults);
+    for (let i = 0; i < uuids.length; i += batch) {
+      const part = uuids.slice(i, i + batch);
+      const res = await this.#retry(() =>
+        this.#chunks.query.fetchObjects({
+          filters: this.#chunks.filter.byId().containsAny(part),
+          limit: part.length,
+          returnProperties: [...CHUNK_RETURN],
+        }),
+      );
+      for (const o of res.objects) {
+        const props = o.properties as unknown as ChunkProps;
+        // The object must hold the chunk its id was asked for, not merely some chunk asked for.
+        if (askedAt.get(o.uuid.toLowerCase())?.has(props.chunkId))
+          found.set(props.chunkId, toStoredChunk(props));
+      }
+    }
+    return ids.flatMap((id) => {
+      const chunk = found.get(id);
+      return chunk ? [chunk] : [];
+    });
   }
 
   // -------------------------------------------------------------------------------------------

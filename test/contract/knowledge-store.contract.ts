@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { KnowledgeStore } from '../../core/knowledge-store.ts';
-import type { Article, Chunk, SearchHit } from '../../core/types.ts';
+import type { Article, Chunk, SearchHit, StoredChunk } from '../../core/types.ts';
 
 /** An article with sensible defaults; `id` and `source` are what tests usually vary. */
 export function makeArticle(overrides: Partial<Article> & { id: string }): Article {
@@ -218,6 +218,100 @@ export function describeKnowledgeStoreContract(name: string, makeStore: () => Pr
         await put(store, { id: 'b' }, ['four']);
         await put(store, { id: 'c', source: 'zendesk' }, ['five', 'six']);
         expect(await store.stats()).toEqual({ articles: 3, chunks: 6, sources: { docs: 2, zendesk: 1 } });
+      });
+    });
+
+    describe('getChunks (chunk lookup by id)', () => {
+      /** The store's `getChunks`; every store in this repo has it (the training dataset needs it). */
+      const getChunks = (chunkIds: string[]): Promise<StoredChunk[]> => {
+        if (!store.getChunks) throw new Error(`${store.id} has no getChunks`);
+        return store.getChunks(chunkIds);
+      };
+
+      it('returns the chunks asked for with their article fields, in the order asked, skipping unknown ids', async () => {
+        await put(store, { id: 'a', title: 'Refunds', tags: ['billing'], url: null }, [
+          'refund one',
+          'refund two',
+        ]);
+        await put(store, { id: 'b', locale: 'de', accessGroups: ['staff'] }, ['staff only']);
+        await put(store, { id: 'a', source: 'zendesk' }, ['same id, other source']);
+        const [one] = await store.search('one', { k: 1 });
+        const got = await getChunks([
+          'docs:b#0',
+          'docs:nope#0',
+          'docs:a#1',
+          'zendesk:a#0',
+          'docs:a#9',
+          'docs:a#0',
+        ]);
+        expect(got.map((c) => c.id)).toEqual(['docs:b#0', 'docs:a#1', 'zendesk:a#0', 'docs:a#0']);
+        // The same chunk as search gives, every field.
+        expect(got[3]).toEqual(one?.chunk);
+        expect(got[1]).toEqual({
+          id: 'docs:a#1',
+          articleId: 'a',
+          source: 'docs',
+          index: 1,
+          headingPath: [],
+          text: 'refund two',
+          tokenCount: 2,
+          span: { start: 10, end: 20 },
+          title: 'Refunds',
+          url: null,
+          sourcePath: 'a.md',
+          tags: ['billing'],
+          accessGroups: [],
+          locale: 'en',
+          updatedAt: '2024-05-01T00:00:00.000Z',
+        });
+        // No access filter: the caller holds the ids of chunks it was allowed to retrieve.
+        expect(got[0]).toMatchObject({ text: 'staff only', accessGroups: ['staff'], locale: 'de' });
+        expect(got[2]).toMatchObject({ source: 'zendesk', text: 'same id, other source' });
+        // An id asked twice comes twice; nothing asked, nothing returned.
+        expect((await getChunks(['docs:a#0', 'docs:a#0'])).map((c) => c.id)).toEqual([
+          'docs:a#0',
+          'docs:a#0',
+        ]);
+        expect(await getChunks([])).toEqual([]);
+        expect(await getChunks(['', '#', 'docs:a', 'docs:a#x', 'docs:a#01', 'docs:a#-1'])).toEqual([]);
+      });
+
+      it('sees re-syncs and deletes: replaced text, dropped indices and deleted articles', async () => {
+        await put(store, { id: 'a' }, ['old zero', 'old one', 'old two'], 'v1');
+        await put(store, { id: 'b' }, ['bee']);
+        await put(store, { id: 'a' }, ['new zero'], 'v2');
+        expect(
+          (await getChunks(['docs:a#0', 'docs:a#1', 'docs:a#2', 'docs:b#0'])).map((c) => c.text),
+        ).toEqual(['new zero', 'bee']);
+        await store.deleteArticles('docs', ['b']);
+        expect((await getChunks(['docs:b#0', 'docs:a#0'])).map((c) => c.id)).toEqual(['docs:a#0']);
+      });
+
+      it('finds ids whose source or article id contains ":" or "#"', async () => {
+        await put(store, { id: 'faq:billing#refunds' }, ['colon and hash']);
+        await put(store, { id: 'x', source: 'help:center' }, ['colon in the source']);
+        await put(store, { id: 'https://help.example/a#b' }, ['a URL as the id']);
+        const chunkIds = ['docs:faq:billing#refunds#0', 'help:center:x#0', 'docs:https://help.example/a#b#0'];
+        expect((await getChunks(chunkIds)).map((c) => [c.id, c.source, c.articleId, c.text])).toEqual([
+          ['docs:faq:billing#refunds#0', 'docs', 'faq:billing#refunds', 'colon and hash'],
+          ['help:center:x#0', 'help:center', 'x', 'colon in the source'],
+          ['docs:https://help.example/a#b#0', 'docs', 'https://help.example/a#b', 'a URL as the id'],
+        ]);
+        // Another split of the same text names no chunk.
+        expect(await getChunks(['help:center:x#1', 'help:centerx#0', 'docs:faq:billing#0'])).toEqual([]);
+      });
+
+      it('looks up many ids at once (more than one request holds), keeping their order', async () => {
+        const texts = Array.from({ length: 450 }, (_, i) => `part ${i}`);
+        await put(store, { id: 'big' }, texts);
+        const asked = Array.from({ length: 450 }, (_, i) => `docs:big#${(i * 7) % 450}`);
+        asked.splice(100, 0, 'docs:big#450', 'docs:other#3');
+        const got = await getChunks(asked);
+        expect(got).toHaveLength(450);
+        expect(got.map((c) => c.id)).toEqual(
+          asked.filter((id) => id !== 'docs:big#450' && id !== 'docs:other#3'),
+        );
+        expect(got.every((c) => c.text === `part ${c.index}`)).toBe(true);
       });
     });
 
