@@ -19,7 +19,7 @@ import {
   DEFAULT_PROMPT_SETTINGS,
   type PromptSettings,
 } from './dataset/build.ts';
-import { sqliteChunkLookup } from './dataset/chunks.ts';
+import { knowledgeStoreChunkLookup } from './dataset/chunks.ts';
 import type { BuiltDataset } from './dataset/types.ts';
 import { type JobProgress, startTrainingJob, type TrainFn, type TrainingJobDeps } from './job.ts';
 import {
@@ -56,7 +56,8 @@ export async function feedbackDatasetOf(
   rt: Runtime,
   options: { minExamples?: number; validationFraction?: number; since?: string } = {},
 ): Promise<BuiltDataset> {
-  const chunks = sqliteChunkLookup(path.join(rt.config.dataDir, 'supportbot.sqlite'));
+  // The runtime's own store (SQLite or Weaviate): the chunks the answers were retrieved from.
+  const chunks = knowledgeStoreChunkLookup(rt.knowledge);
   try {
     return await buildFeedbackDataset({
       state: rt.state,
