@@ -19,10 +19,15 @@ const METHOD_SCOPES: Record<string, string | null> = {
 /** Scope each subscribed bot event needs (api.slack.com/events). */
 const EVENT_SCOPES: Record<string, string> = {
   app_mention: 'app_mentions:read',
+  'message.channels': 'channels:history',
+  'message.groups': 'groups:history',
   'message.im': 'im:history',
   reaction_added: 'reactions:read',
   reaction_removed: 'reactions:read',
 };
+
+/** The `message.*` events `app.message` handles: where the Slack transport takes questions as messages. */
+const MESSAGE_EVENTS = ['message.im', 'message.channels', 'message.groups'];
 
 describe('deploy/slack-app-manifest.yaml', () => {
   const manifest = YAML.parse(
@@ -34,8 +39,10 @@ describe('deploy/slack-app-manifest.yaml', () => {
 
   it('subscribes to exactly the events the Slack transport listens to', () => {
     const listened = [...source.matchAll(/app\.event\('([a-z_]+)'/g)].map((m) => m[1] as string);
-    // `app.message` receives direct messages only (channel questions arrive as app_mention).
-    if (/app\.message\(/.test(source)) listened.push('message.im');
+    // `app.message` is the listener for every `message.*` subscription: direct messages
+    // (message.im) and thread follow-ups without a mention in public (message.channels) and
+    // private channels (message.groups). Mentions arrive as app_mention.
+    if (/app\.message\(/.test(source)) listened.push(...MESSAGE_EVENTS);
     expect(new Set(events)).toEqual(new Set(listened));
   });
 

@@ -19,6 +19,7 @@ import type { Generator } from '../core/generator.ts';
 import { ExtractiveGenerator } from '../core/generators/extractive.ts';
 import type { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
+import type { Turn } from '../core/types.ts';
 import {
   FAKE_RESPONSE_URL_LIMITS,
   FAKE_SLACK_LIMITS,
@@ -488,6 +489,184 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
     );
     expect(record?.threadId).toBe(`${CHANNEL}:${q}`);
     expect(record?.question).toBe('that did not work');
+  });
+
+  describe('thread follow-ups without a mention (message.channels / message.groups)', () => {
+    /** A `message` event as Slack sends it for a channel post (or, with `threadTs`, a thread reply). */
+    const channelMessage = (
+      user: string,
+      ts: string,
+      text: string,
+      threadTs?: string,
+      channelType: 'channel' | 'group' = 'channel',
+      channel = CHANNEL,
+    ) => ({
+      type: 'message',
+      channel_type: channelType,
+      channel,
+      user,
+      text,
+      ts,
+      event_ts: ts,
+      ...(threadTs ? { thread_ts: threadTs } : {}),
+    });
+    /** A generator that records the history of every generation, then answers extractively. */
+    const recording = () => {
+      const histories: Turn[][] = [];
+      const inner = new ExtractiveGenerator();
+      const generator: Generator = {
+        id: 'recording',
+        generate(request) {
+          histories.push(request.history.map((t) => ({ ...t })));
+          return inner.generate(request);
+        },
+      };
+      return { generator, histories };
+    };
+    /** Lets the listeners of events delivered just now finish (Bolt runs them after the ack). */
+    const settle = async (bot: RunningSlackBot) => {
+      await sleep(300);
+      await bot.handler.drain();
+    };
+    /** Asks `QUESTION` with a mention at the top level and waits for the answer in its thread. */
+    const opened = async (bot: RunningSlackBot, user: string, text = QUESTION) => {
+      const q = newTs();
+      await bot.deliver.event(bot.deliver.envelope(mention(user, q, text)));
+      await waitFor(() => fake.thread(CHANNEL, q).length > 0, 15_000, 'the first reply');
+      await bot.handler.drain();
+      return q;
+    };
+
+    it('the asker’s reply in the bot’s thread needs no mention and is answered with the thread history', async () => {
+      await setup();
+      const { generator, histories } = recording();
+      const bot = await start({ generator });
+      const q = await opened(bot, 'U20');
+      expect(await state.answerForMessage('slack', `thread-owner:${CHANNEL}:${q}`)).toBe('U20');
+      const generations = histories.length;
+
+      const followUp = newTs();
+      const res = await bot.deliver.event(
+        bot.deliver.envelope(channelMessage('U20', followUp, 'How do I change my password?', q)),
+      );
+      expect(res.status).toBe(200);
+      await waitFor(() => fake.thread(CHANNEL, q).length === 2, 15_000, 'the follow-up reply');
+      await bot.handler.drain();
+      const second = fake.thread(CHANNEL, q)[1] as PostedMessage;
+      expect(second.threadTs).toBe(q);
+      const record = await state.getAnswer(
+        (await state.answerForMessage('slack', `${CHANNEL}:${second.ts}`)) as string,
+      );
+      expect(record).toMatchObject({
+        threadId: `${CHANNEL}:${q}`,
+        userId: 'U20',
+        question: 'How do I change my password?',
+      });
+      // The follow-up was generated with the first question and answer as history.
+      expect(histories.length).toBe(generations + 1);
+      const history = histories.at(-1) as Turn[];
+      expect(history.map((t) => t.role)).toEqual(['user', 'assistant']);
+      expect(history[0]?.text).toBe(QUESTION);
+
+      // The same in a private channel (message.groups: channel_type group).
+      const privateQ = newTs();
+      await bot.deliver.event(bot.deliver.envelope(mention('U21', privateQ, QUESTION, 'G0PRIVATE')));
+      await waitFor(() => fake.thread('G0PRIVATE', privateQ).length === 1, 15_000, 'the private reply');
+      await bot.handler.drain();
+      await bot.deliver.event(
+        bot.deliver.envelope(
+          channelMessage('U21', newTs(), 'How do I change my password?', privateQ, 'group', 'G0PRIVATE'),
+        ),
+      );
+      await waitFor(() => fake.thread('G0PRIVATE', privateQ).length === 2, 15_000, 'the private follow-up');
+    });
+
+    it('another person’s reply without a mention in the asker’s thread is not answered', async () => {
+      await setup();
+      const bot = await start();
+      const q = await opened(bot, 'U22');
+      await bot.deliver.event(
+        bot.deliver.envelope(channelMessage('U23', newTs(), 'How do I change my password?', q)),
+      );
+      await settle(bot);
+      expect(fake.thread(CHANNEL, q)).toHaveLength(1);
+      // Someone else mentioning the bot there is answered, and does not take the thread over.
+      await bot.deliver.event(bot.deliver.envelope(mention('U23', newTs(), QUESTION, CHANNEL, q)));
+      await waitFor(() => fake.thread(CHANNEL, q).length === 2, 15_000, 'the mentioned reply');
+      await bot.handler.drain();
+      expect(await state.answerForMessage('slack', `thread-owner:${CHANNEL}:${q}`)).toBe('U22');
+      await bot.deliver.event(bot.deliver.envelope(channelMessage('U23', newTs(), 'And my email?', q)));
+      await settle(bot);
+      expect(fake.thread(CHANNEL, q)).toHaveLength(2);
+      // The owner still needs no mention.
+      await bot.deliver.event(
+        bot.deliver.envelope(channelMessage('U22', newTs(), 'How do I change my password?', q)),
+      );
+      await waitFor(() => fake.thread(CHANNEL, q).length === 3, 15_000, 'the owner’s follow-up reply');
+    });
+
+    it('after an escalation the asker’s unmentioned replies are not answered, a mention still is', async () => {
+      await setup();
+      const bot = await start();
+      const q = await opened(bot, 'U24', 'I want to talk to a human please');
+      await waitFor(() => fake.messages.some((m) => m.channel === 'CESCALATE'), 5_000, 'the escalation');
+      const escalatedBy = await state.answerForMessage('slack', `escalated:${CHANNEL}:${q}`);
+      expect(escalatedBy).toBe(await state.answerForMessage('slack', `thread:${CHANNEL}:${q}`));
+      expect(escalatedBy).not.toBeNull();
+
+      // The asker and the support person who joined talk in the thread: the bot stays out.
+      await bot.deliver.event(
+        bot.deliver.envelope(channelMessage('U24', newTs(), 'How do I change my password?', q)),
+      );
+      await bot.deliver.event(
+        bot.deliver.envelope(channelMessage('USTAFF', newTs(), 'Hi, I can help with the password.', q)),
+      );
+      await settle(bot);
+      expect(fake.thread(CHANNEL, q)).toHaveLength(1);
+
+      await bot.deliver.event(bot.deliver.envelope(mention('U24', newTs(), QUESTION, CHANNEL, q)));
+      await waitFor(() => fake.thread(CHANNEL, q).length === 2, 15_000, 'the mentioned reply');
+    });
+
+    it('a channel message without a mention is not a question: top-level, or in a thread the bot did not answer', async () => {
+      await setup();
+      const bot = await start();
+      await opened(bot, 'U25');
+      // The owner of a thread writing at the top level of the channel.
+      await bot.deliver.event(bot.deliver.envelope(channelMessage('U25', newTs(), QUESTION)));
+      // A thread the bot never answered (its root is someone else's post).
+      const root = newTs();
+      await bot.deliver.event(bot.deliver.envelope(channelMessage('U26', root, 'Lunch anyone?')));
+      await bot.deliver.event(bot.deliver.envelope(channelMessage('U26', newTs(), QUESTION, root)));
+      await settle(bot);
+      expect(fake.callsTo('chat.postMessage')).toHaveLength(1);
+      expect(fake.thread(CHANNEL, root)).toHaveLength(0);
+    });
+
+    it('a mention arriving as both app_mention and message (message.channels) is answered once', async () => {
+      await setup();
+      const bot = await start();
+      const ts = newTs();
+      const twin = { ...channelMessage('U27', ts, `<@UBOT> ${QUESTION}`) };
+      await Promise.all([
+        bot.deliver.event(bot.deliver.envelope(mention('U27', ts))),
+        bot.deliver.event(bot.deliver.envelope(twin)),
+      ]);
+      await waitFor(() => fake.thread(CHANNEL, ts).length > 0, 15_000, 'the reply');
+      await settle(bot);
+      expect(fake.thread(CHANNEL, ts)).toHaveLength(1);
+
+      // The same for the owner's mention inside the thread: both paths accept it, one reply.
+      const again = newTs();
+      await Promise.all([
+        bot.deliver.event(bot.deliver.envelope(channelMessage('U27', again, `<@UBOT> ${QUESTION}`, ts))),
+        bot.deliver.event(bot.deliver.envelope(mention('U27', again, QUESTION, CHANNEL, ts))),
+      ]);
+      await waitFor(() => fake.thread(CHANNEL, ts).length === 2, 15_000, 'the second reply');
+      await settle(bot);
+      expect(fake.thread(CHANNEL, ts)).toHaveLength(2);
+      expect(fake.callsTo('chat.postMessage')).toHaveLength(2);
+    });
   });
 
   describe('/support slash command', () => {

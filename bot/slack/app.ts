@@ -12,7 +12,7 @@ import {
   type Subcommand,
   type SupportCommandDeps,
 } from '../commands/support-command.ts';
-import type { ConversationHandler } from '../conversation/handler.ts';
+import { type ConversationHandler, threadAnswerKey } from '../conversation/handler.ts';
 import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
 import { escapeMrkdwn, markdownToMrkdwn } from '../render/markdown-to-mrkdwn.ts';
 import { splitMarkdown } from '../render/split.ts';
@@ -76,6 +76,20 @@ const QUESTION_SUBTYPES = new Set(['file_share', 'thread_broadcast']);
 /** Slack message key: `channel:ts`, the identity of one posted message. */
 export const slackKey = (channel: string, ts: string) => `${channel}:${ts}`;
 
+/**
+ * State-store key (`StateStore.mapMessage('slack', key, userId)`) recording whose question the bot
+ * first answered in the thread `threadKey` (`channel:thread_ts`): that user's messages in the thread
+ * are follow-ups without a mention. The value is a user id, not an answer id. Same rule and key
+ * shape as Discord's `threadOwnerKey`.
+ */
+export const slackThreadOwnerKey = (threadKey: string): string => `thread-owner:${threadKey}`;
+
+/**
+ * State-store key recording that the thread `threadKey` was escalated to a person (the value is the
+ * answer id that escalated it): from then on the bot answers there only when mentioned.
+ */
+export const slackEscalatedKey = (threadKey: string): string => `escalated:${threadKey}`;
+
 /** `+1::skin-tone-3` → `+1` (Slack appends the skin tone to the reaction name). */
 export function reactionName(name: string): string {
   return name.replace(/::skin-tone-\d$/, '');
@@ -132,9 +146,17 @@ class SlackBotApp extends App {
 
 /**
  * The Slack transport: a Bolt app (Socket Mode when `appToken` is set, else the HTTP receiver
- * with signature verification) that turns `app_mention`s and direct messages into questions for
- * the conversation handler, reactions and 👍/👎 buttons into ratings, and `/support` into the
- * shared command runner. It holds no retrieval or model logic.
+ * with signature verification) that turns `app_mention`s, direct messages and thread follow-ups
+ * into questions for the conversation handler, reactions and 👍/👎 buttons into ratings, and
+ * `/support` into the shared command runner. It holds no retrieval or model logic.
+ *
+ * Follow-ups, the same rule as on Discord: in a thread the bot answered, the messages of the person
+ * whose question it first answered there (`slackThreadOwnerKey`, recorded when that answer is
+ * posted) are questions without a mention, until the thread was escalated to a person
+ * (`slackEscalatedKey`, recorded with the escalation notice), so support staff joining afterwards
+ * are not answered. Everyone else mentions the bot. Channel messages arrive as `message` events
+ * (`message.channels`, `message.groups` for private channels); a top-level message without a
+ * mention is never a question.
  *
  * Events are acknowledged before the answer is generated (Bolt acks Events API requests before
  * running listeners when `processBeforeResponse` is false), so Slack's 3 s window always holds;
@@ -176,10 +198,27 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     options.customRoutes = deps.routes?.map((r) => ({ path: r.path, method: ['GET'], handler: r.handler }));
   const app = new SlackBotApp(options);
 
+  const state = deps.commands.state;
+
+  /**
+   * Records the asker as the thread's owner unless one is recorded already (the first answered
+   * question of a thread opens it; later mentions by others do not take it over). A read then a
+   * write: two first questions of one thread answered at the same instant by two replicas could
+   * both write, and the later one wins, which is still one of the thread's askers.
+   */
+  const recordOwner = async (message: IncomingMessage) => {
+    const key = slackThreadOwnerKey(message.threadKey);
+    if ((await state.answerForMessage('slack', key)) === null)
+      await state.mapMessage('slack', key, message.userId);
+  };
+
   const replyChannel = (client: WebClient): ReplyChannel => ({
     async postAnswer(message, result: AnswerResult, answerId, onPosted) {
       const [channel, threadTs] = splitThread(message.threadKey);
       const keys: string[] = [];
+      // Once something is posted, the thread is one the bot answered: whose follow-ups count is
+      // recorded then (a DM needs none: every direct message is a question).
+      let ownerRecorded = message.isDirect;
       for (const m of answerToSlackMessages(result, { answerId, feedbackButtons: true })) {
         const res = await client.chat.postMessage({
           channel,
@@ -192,6 +231,10 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
         if (res.ts) {
           keys.push(slackKey(channel, res.ts));
           await onPosted?.(slackKey(channel, res.ts));
+          if (!ownerRecorded) {
+            ownerRecorded = true;
+            await recordOwner(message);
+          }
         }
       }
       return keys;
@@ -215,6 +258,9 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
         text: `${target.mention ? `${target.mention} ` : ''}A person is needed in <#${channel}> for <@${message.userId}>: ${reason}.${link}`,
         unfurl_links: false,
       });
+      // A person was asked to join: from now on the bot answers in this thread only when mentioned.
+      const answerId = await state.answerForMessage('slack', threadAnswerKey(message.threadKey));
+      await state.mapMessage('slack', slackEscalatedKey(message.threadKey), answerId ?? message.messageKey);
     },
   });
 
@@ -256,13 +302,42 @@ export function createSlackBot(settings: SlackSettings, deps: SlackBotDeps): App
     await handle(client, event as never, installationTeam(context.teamId, body));
   });
 
+  /**
+   * Whether a channel message without a mention continues a thread for its author: a reply
+   * (`thread_ts` set and not its own `ts`, https://api.slack.com/messaging/retrieving#finding_threads)
+   * in a thread the bot answered, from the thread's owner (`slackThreadOwnerKey`; threads answered
+   * before owners were recorded fall back to the asker of their latest answer), and not escalated.
+   */
+  const isFollowUp = async (m: { channel?: string; ts?: string; thread_ts?: string; user?: string }) => {
+    if (!m.channel || !m.ts || !m.user || !m.thread_ts || m.thread_ts === m.ts) return false;
+    const threadKey = slackKey(m.channel, m.thread_ts);
+    let owner = await state.answerForMessage('slack', slackThreadOwnerKey(threadKey));
+    if (owner === null) {
+      const answerId = await state.answerForMessage('slack', threadAnswerKey(threadKey));
+      owner = answerId ? ((await state.getAnswer(answerId))?.userId ?? null) : null;
+    }
+    if (owner !== m.user) return false;
+    // Once a person was asked to join, the bot stops answering unasked.
+    return (await state.answerForMessage('slack', slackEscalatedKey(threadKey))) === null;
+  };
+
   app.message(async ({ message, client, context, body }) => {
-    const m = message as { subtype?: string; bot_id?: string; channel_type?: string; text?: string };
+    const m = message as {
+      subtype?: string;
+      bot_id?: string;
+      channel_type?: string;
+      text?: string;
+      channel?: string;
+      ts?: string;
+      thread_ts?: string;
+      user?: string;
+    };
     if ((m.subtype && !QUESTION_SUBTYPES.has(m.subtype)) || m.bot_id) return;
-    // Direct messages always; channel messages only when they mention the bot (the same post also
-    // arrives as app_mention: the handler answers it once by its channel:ts key).
+    // Direct messages always; channel messages when they mention the bot (the same post also
+    // arrives as app_mention: the handler answers it once by its channel:ts key) or follow up in
+    // the asker's thread. Top-level chatter costs no state-store look-up (`isFollowUp` returns first).
     const mentionsBot = context.botUserId ? (m.text ?? '').includes(`<@${context.botUserId}>`) : false;
-    if (m.channel_type !== 'im' && !mentionsBot) return;
+    if (m.channel_type !== 'im' && !mentionsBot && !(await isFollowUp(m))) return;
     await handle(client, message as never, installationTeam(context.teamId, body));
   });
 
