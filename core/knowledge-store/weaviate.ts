@@ -716,8 +716,8 @@ export class WeaviateKnowledgeStore implements KnowledgeStore {
    * id is `${source}:${articleId}#${index}` (`Chunk.id`), so each id maps to the object ids of
    * its possible splits (one per `:` before the `#`: sources and article ids may contain `:`);
    * those are fetched by id, `CHUNK_BY_ID_BATCH` per request (a `containsAny` filter on the id,
-   * https://weaviate.io/developers/weaviate/search/filters, "Filter by id"), and an object counts only when
-   * its stored `chunkId` is the one asked for. Ids not of that form are unknown.
+   * https://weaviate.io/developers/weaviate/search/filters, "Filter by id"), and an object counts
+   * only when its stored `chunkId` is the one asked for. Ids not of that form are unknown.
    *
    * @throws SupportbotError `store-unavailable`, `store-closed`.
    */

@@ -1,7 +1,8 @@
 /**
  * Chunk lookup by id, for rebuilding an answer's prompt from the chunk ids its `AnswerRecord`
- * keeps (`result.retrievedChunkIds`). It asks the runtime's knowledge store (`KnowledgeStore.getChunks`),
- * so the dataset sees the same chunks whichever store serves answers (SQLite or Weaviate).
+ * keeps (`result.retrievedChunkIds`). It asks the runtime's knowledge store
+ * (`KnowledgeStore.getChunks`), so the dataset sees the same chunks whichever store serves answers
+ * (SQLite or Weaviate).
  */
 import { SupportbotError } from '../../core/errors.ts';
 import { SqliteKnowledgeStore } from '../../core/knowledge-store/sqlite.ts';
