@@ -1,12 +1,13 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { HELP_TEXT, runSupportCommand, type SupportCommandDeps } from '../bot/commands/support-command.ts';
+import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
 import type { SyncSummary } from '../sync/sync.ts';
 import { buildFeedbackDataset } from '../training/dataset/build.ts';
-import { sqliteChunkLookup } from '../training/dataset/chunks.ts';
+import { knowledgeStoreChunkLookup } from '../training/dataset/chunks.ts';
 import { type JobProgress, startTrainingJob, type TrainFn, type TrainingJobDeps } from '../training/job.ts';
 import { AdapterVersionRegistry, SqliteRegistryBackend } from '../training/registry.ts';
 import { chatProgress } from '../training/service.ts';
@@ -175,7 +176,9 @@ describe('/support command runner', () => {
         });
         await state.setRating(`a${i}`, 'U2', i === 3 ? -1 : 1);
       }
-      const chunks = sqliteChunkLookup(path.join(tmp, 'state.sqlite'));
+      const knowledge = SqliteKnowledgeStore.open(path.join(tmp, 'state.sqlite'));
+      onTestFinished(() => knowledge.close());
+      const chunks = knowledgeStoreChunkLookup(knowledge);
       /** Stand-in trainer for these job-orchestration tests: waits for the test, reports progress. */
       const fakeTrainerForJobTests: TrainFn = async (opts) => {
         opts.onProgress({ fraction: 0.5, step: 1, totalSteps: 2, loss: 1.5 });

@@ -24,7 +24,7 @@ import {
   DEFAULT_MIN_EXAMPLES,
   finalizeDataset,
 } from './dataset/build.ts';
-import { sqliteChunkLookup } from './dataset/chunks.ts';
+import { knowledgeStoreChunkLookup } from './dataset/chunks.ts';
 import { PII_KINDS } from './dataset/pii.ts';
 import { loadSharedSeeds } from './dataset/seeds.ts';
 import type { BuiltDataset } from './dataset/types.ts';
@@ -146,7 +146,7 @@ export function registerTrainingCommands(
       }) => {
         const rt = await openRuntime();
         const prompt = promptSettingsOf(rt);
-        const chunks = sqliteChunkLookup(path.join(rt.config.dataDir, 'supportbot.sqlite'));
+        const chunks = knowledgeStoreChunkLookup(rt.knowledge);
         let collected: Awaited<ReturnType<typeof collectFeedbackExamples>>;
         try {
           collected = await collectFeedbackExamples({ state: rt.state, chunks, prompt });

@@ -44,7 +44,7 @@ export function knowledgeStoreChunkLookup(store: KnowledgeStore): ChunkLookup {
  * `KNOWLEDGE_STORE=weaviate` it holds no chunks, so use `knowledgeStoreChunkLookup(rt.knowledge)`.
  * Opening migrates the file like `SqliteKnowledgeStore.open` (a state-only file gains the empty
  * knowledge tables).
- * @deprecated Kept for callers not yet moved to `knowledgeStoreChunkLookup`.
+ * For a SQLite file opened on its own (tests, offline tools); the runtime uses its own store.
  * @throws SupportbotError `store-unopenable`, `store-too-new`.
  */
 export function sqliteChunkLookup(file: string): ChunkLookup {
