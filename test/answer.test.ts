@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ABSTAIN_TEXT, answer, citeArticles, retrievalConfidence, retrievalQuery } from '../core/answer.ts';
 import { wantsHuman } from '../core/escalation.ts';
 import type { Generator } from '../core/generator.ts';
-import { splitBlocks } from '../core/generators/extractive.ts';
+import { ExtractiveGenerator, splitBlocks } from '../core/generators/extractive.ts';
 import { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
 import { termsByCompound } from '../core/text.ts';
 import { cl100kTokenizer } from '../core/tokenizer.ts';
@@ -380,5 +380,129 @@ describe('termsByCompound', () => {
     ]);
     // U+2010 joins, the en dash U+2013 does not: "ends" and "life" stand alone; "of" is a stop word.
     expect([...free].sort()).toEqual(['end', 'goe', 'life', 'on', 'polici']);
+  });
+});
+
+describe('ExtractiveGenerator passage choice', () => {
+  /** One retrieved chunk of article `articleId`, as the store would return it. */
+  const chunkHit = (
+    articleId: string,
+    title: string,
+    text: string,
+    headingPath: string[] = [],
+  ): SearchHit => ({
+    rank: 1,
+    score: 1,
+    chunk: {
+      id: `${articleId}#0`,
+      articleId,
+      source: 'kb',
+      index: 0,
+      headingPath,
+      text,
+      tokenCount: 0,
+      span: { start: 0, end: 0 },
+      title,
+      url: `https://help.example/${articleId}`,
+      sourcePath: `${articleId}.md`,
+      tags: [],
+      accessGroups: [],
+      locale: 'en',
+      updatedAt: '',
+    },
+  });
+  const quote = async (question: string, ...contexts: SearchHit[]) =>
+    (await new ExtractiveGenerator().generate({ question, history: [], contexts, maxChars: 900 })).text;
+
+  // The add section says "invite" and the remove section repeats "team member": term overlap
+  // alone prefers the remove steps for "add a team member".
+  const TEAM = chunkHit(
+    'team',
+    'Manage your team',
+    [
+      '## Inviting people',
+      '1. Open **Team settings**.\n2. Click **Invite** and enter their email.',
+      '## Removing a team member',
+      '1. Open **Team settings** and find the team member.\n2. Click the member and select **Remove member**.',
+    ].join('\n\n'),
+  );
+
+  it('quotes the section of the asked action, not its opposite (add vs remove)', async () => {
+    const add = await quote('How do I add a team member?', TEAM);
+    expect(add).toContain('Click **Invite**');
+    expect(add).not.toContain('Remove member');
+    const remove = await quote('How can I remove a member from my team?', TEAM);
+    expect(remove).toContain('Remove member');
+    expect(remove).not.toContain('Click **Invite**');
+  });
+
+  it('does not answer a plain request with the steps to undo it', async () => {
+    const ctx = chunkHit(
+      'outbound',
+      'Outbound link tracking',
+      [
+        '## Enable outbound link tracking',
+        'Open **Site settings** and switch on **Outbound links**.',
+        '## Disable outbound link tracking',
+        'Open **Site settings** and switch off **Outbound links** to stop tracking outbound link clicks.',
+      ].join('\n\n'),
+    );
+    const text = await quote('How do I track outbound links?', ctx);
+    expect(text).toContain('switch on');
+    expect(text).not.toContain('switch off');
+  });
+
+  it('prefers the steps to an admonition or a list of links that mention the same words', async () => {
+    const ctx = chunkHit(
+      'import',
+      'Google Analytics',
+      [
+        '## Import from Google Analytics',
+        '- [Import Google Analytics data](#import)\n- [Imported data differences](#diff)',
+        '> **Note:** Google Analytics data you imported cannot show the Exit Pages tab.',
+        '1. Go to **Site settings → Imports**.\n2. Click **Google Analytics** and pick the property to import.',
+      ].join('\n\n'),
+    );
+    const text = await quote('Can I import data from Google Analytics?', ctx);
+    expect(text).toContain('pick the property to import');
+    expect(text).not.toContain('Exit Pages');
+    expect(text).not.toContain('](#diff)');
+    expect(text).toMatch(/ \[1\]$/);
+  });
+
+  it('quotes a short note when nothing else in the article matches the question', async () => {
+    const ctx = chunkHit(
+      'limits',
+      'Limits',
+      'Plans differ in many ways.\n\n> **Note:** imports are limited to 10 properties per site.',
+    );
+    expect(await quote('How many properties can I import?', ctx)).toContain('10 properties');
+  });
+
+  it('skips a summary that restates the title in favour of the steps under the title', async () => {
+    const ctx = chunkHit(
+      'card',
+      'Remove a payment method',
+      'Learn how to remove a payment method from your account.\n\n1. Open **Billing**.\n2. Select the payment method and click **Delete**.',
+    );
+    expect(await quote('How do I remove a payment method?', ctx)).toContain('click **Delete**');
+  });
+
+  it('keeps the whole list within maxChars by dropping screenshot lines first', async () => {
+    const steps = Array.from(
+      { length: 6 },
+      (_, i) =>
+        `${i + 1}. Step ${i + 1} of removing the card from billing.\n   ![Screenshot ${i + 1}](https://img.example/${'x'.repeat(60)}-${i}.png)`,
+    ).join('\n');
+    const ctx = chunkHit('card', 'Remove a card', `## Remove a card\n\n${steps}`);
+    const r = await new ExtractiveGenerator().generate({
+      question: 'How do I remove a card?',
+      history: [],
+      contexts: [ctx],
+      maxChars: 400,
+    });
+    expect(r.text.length).toBeLessThanOrEqual(400);
+    expect(r.text).toContain('Step 6 of removing');
+    expect(r.text).not.toContain('img.example');
   });
 });

@@ -1,6 +1,6 @@
 import type { GenerateRequest, GenerateResult, Generator } from '../generator.ts';
 import { escapeCitationLookalikes } from '../reply-contract.ts';
-import { contentTerms, termSet } from '../text.ts';
+import { contentTerms, termSet, words } from '../text.ts';
 import type { SearchHit } from '../types.ts';
 
 /** A Markdown block of a chunk: a paragraph, a list, a table or a fenced code block. */
@@ -91,6 +91,156 @@ function termWeights(terms: string[], contexts: SearchHit[]): Map<string, number
   );
 }
 
+/**
+ * Actions a support question asks for, as pairs of opposite sides: `[do, undo]` word lists, or
+ * two sides that are neither (`import`/`export`). An article often documents both sides under
+ * sibling headings ("Add a member" / "Remove a member") with nearly the same words, so term
+ * overlap alone cannot tell them apart; the side the question names decides. Words are stemmed
+ * like `contentTerms` (Porter), so "removing" and "removed" match "remove".
+ */
+const ACTION_PAIRS: { sides: [string[], string[]]; undo: boolean }[] = [
+  {
+    sides: [
+      ['add', 'adding', 'invite', 'create'],
+      ['remove', 'delete'],
+    ],
+    undo: true,
+  },
+  {
+    sides: [
+      ['enable', 'activate'],
+      ['disable', 'deactivate'],
+    ],
+    undo: true,
+  },
+  { sides: [['install'], ['uninstall']], undo: true },
+  { sides: [['mute'], ['unmute']], undo: true },
+  { sides: [['subscribe'], ['unsubscribe', 'cancel']], undo: true },
+  { sides: [['connect'], ['disconnect']], undo: true },
+  { sides: [['lock'], ['unlock']], undo: true },
+  { sides: [['star'], ['unstar']], undo: true },
+  { sides: [['pin'], ['unpin']], undo: true },
+  { sides: [['archive'], ['unarchive']], undo: true },
+  { sides: [['block'], ['unblock']], undo: true },
+  { sides: [['join'], ['leave']], undo: true },
+  { sides: [['show'], ['hide']], undo: false },
+  { sides: [['import'], ['export']], undo: false },
+].map(({ sides, undo }) => ({
+  sides: sides.map((ws) => ws.flatMap((w) => contentTerms(w))) as [string[], string[]],
+  undo,
+}));
+
+/** "turn on 2FA" / "switch it off" as the single verbs the action table knows. */
+function normalizeActions(text: string): string {
+  return text
+    .replace(/\b(?:turn|switch)(?:s|ed|ing)?\s+(?:(?:it|them|this|that)\s+)?on\b/gi, 'enable')
+    .replace(/\b(?:turn|switch)(?:s|ed|ing)?\s+(?:(?:it|them|this|that)\s+)?off\b/gi, 'disable');
+}
+
+/** Which side (0 = do, 1 = undo) of each action pair `terms` name; both or neither are absent. */
+function actionSides(terms: Set<string>): Map<number, 0 | 1 | null> {
+  const out = new Map<number, 0 | 1 | null>();
+  ACTION_PAIRS.forEach(({ sides }, i) => {
+    const a = sides[0].some((t) => terms.has(t));
+    const b = sides[1].some((t) => terms.has(t));
+    out.set(i, a === b ? null : a ? 0 : 1);
+  });
+  return out;
+}
+
+/** What a question asks to do: the action sides it names and the object of its verb. */
+interface Asked {
+  sides: Map<number, 0 | 1 | null>;
+  /** Topic terms of the words right after the action verb ("add a team member to…" → team, member). */
+  object: string[];
+}
+
+const ACTION_TERMS = new Set(ACTION_PAIRS.flatMap((p) => [...p.sides[0], ...p.sides[1]]));
+
+/** Words that end a verb's object: prepositions and conjunctions ("remove a card from my account"). */
+const OBJECT_END = new Set([
+  'to',
+  'from',
+  'in',
+  'into',
+  'on',
+  'for',
+  'with',
+  'of',
+  'at',
+  'and',
+  'or',
+  'so',
+  'without',
+]);
+
+function askedOf(question: string): Asked {
+  const normalized = normalizeActions(question);
+  const sides = actionSides(termSet(normalized));
+  const ws = words(normalized);
+  const at = ws.findIndex((w) => contentTerms(w).some((t) => ACTION_TERMS.has(t)));
+  const object: string[] = [];
+  if (at >= 0) {
+    for (const w of ws.slice(at + 1)) {
+      if (OBJECT_END.has(w)) break;
+      object.push(...contentTerms(w));
+    }
+  }
+  return { sides, object };
+}
+
+/**
+ * How well a section heading's (or a block's) actions fit the question's: 0.35 when it names the
+ * opposite side of an action the question asks for, or an "undo" action (remove, disable, …) the
+ * question does not mention ("track outbound links" vs "How to disable outbound links"); 1.2
+ * when it names the asked side together with every term of the question's object ("Inviting
+ * team members" for "add a team member", not "Creating multiple teams"); else 1.
+ */
+function actionFit(asked: Asked, text: string): number {
+  const terms = termSet(normalizeActions(text));
+  const found = actionSides(terms);
+  let fit = 1;
+  for (const [i, side] of found) {
+    if (side === null) continue;
+    const want = asked.sides.get(i) ?? null;
+    if (want === null) {
+      if (side === 1 && (ACTION_PAIRS[i] as { undo: boolean }).undo) fit = Math.min(fit, 0.35);
+    } else if (want !== side) fit = Math.min(fit, 0.35);
+    else if (fit >= 1 && asked.object.length > 0 && asked.object.every((t) => terms.has(t))) fit = 1.2;
+  }
+  return fit;
+}
+
+/** A list whose every item starts with a link: a table of contents or "related articles". */
+function isLinkList(text: string): boolean {
+  const items = text.split('\n').filter((l) => /^\s*([-*+]|\d+[.)])\s/.test(l));
+  return (
+    items.length > 0 && items.every((l) => /^\s*(?:[-*+]|\d+[.)])\s+(?:\*\*|_)?\[[^\]]*\]\([^)]*\)/.test(l))
+  );
+}
+
+/**
+ * Weight of a block by what it is, before the question's terms: a step list answers "how do I"
+ * best; an admonition (a `>` quote or a "Note:"/"Tip:" paragraph), a pointer to another page
+ * ("See [...]", "[Follow these steps](...)"), a list of links or a short summary restating the
+ * article title (`titleTerms`) says little by itself and is quoted only when nothing else
+ * matches as well.
+ */
+function kindFactor(block: Block, titleTerms: Set<string>): number {
+  const t = block.text;
+  if (block.kind === 'list') return isLinkList(t) ? 0.4 : 1.3;
+  if (block.kind !== 'prose') return 1;
+  // "Learn how to remove a payment method from your account.": a summary that restates the
+  // title matches the question as well as the title does and answers nothing.
+  const own = contentTerms(t);
+  if (t.length < 200 && own.length > 0 && own.filter((w) => titleTerms.has(w)).length >= 0.6 * own.length)
+    return 0.5;
+  if (/^>/.test(t) || /^(?:\*\*|_)?(?:note|tip|warning|caution|important)\b\s*:?/i.test(t)) return 0.6;
+  const linkText = [...t.matchAll(/\[([^\]]*)\]\([^)]*\)/g)].reduce((n, m) => n + (m[0]?.length ?? 0), 0);
+  if (t.length < 240 && (/^see\b/i.test(t) || /\]\([^)]*\)/.test(t)) && linkText > t.length / 3) return 0.6;
+  return 1;
+}
+
 function score(text: string, weights: Map<string, number>): number {
   const present = termSet(text);
   let s = 0;
@@ -150,7 +300,12 @@ function condenseCode(code: string, maxChars: number): string {
 function condense(block: Block, weights: Map<string, number>, maxChars: number): string {
   if (block.kind === 'table') return condenseTable(block.text, weights, maxChars);
   if (block.kind === 'code') return condenseCode(block.text, maxChars);
-  return condenseText(block.text, maxChars);
+  // Screenshots are the first thing to go when steps do not fit: the words are the steps.
+  const text =
+    block.text.length > maxChars
+      ? block.text.replace(/^[ \t]*!\[[^\]]*\]\([^)]*\)[ \t]*\n?/gm, '').replace(/\n{3,}/g, '\n\n')
+      : block.text;
+  return condenseText(text, maxChars);
 }
 
 /**
@@ -172,8 +327,12 @@ export class ExtractiveGenerator implements Generator {
     const contexts = request.contexts;
     if (contexts.length === 0 || terms.length === 0) return { text: '', cited: [], abstain: true };
     const weights = termWeights(terms, contexts);
+    const asked = askedOf(request.question);
 
-    type Pick = { ctx: number; article: string; blocks: Block[]; best: number; s: number };
+    // `s` chooses the passage within an article; `rel` (the plain term score of the article's
+    // best-matching block) decides whether a second article is worth quoting at all, as before
+    // passage preferences existed: a preferred step list says nothing about another article.
+    type Pick = { ctx: number; article: string; blocks: Block[]; best: number; s: number; rel: number };
     // Group the retrieved chunks by article (first appearance keeps the retriever's order) and
     // pick each article's best block among all its retrieved chunks: the chunk BM25 ranked first
     // is often a neighbour of the passage that answers (rules next to the steps).
@@ -185,35 +344,56 @@ export class ExtractiveGenerator implements Generator {
     const picks: Pick[] = [];
     for (const [key, ctxs] of byArticle) {
       let pick: Pick | null = null;
+      let rel = 0;
       for (const ctx of ctxs) {
         const hit = contexts[ctx] as SearchHit;
         const blocks = splitBlocks(hit.chunk.text);
         const headings = hit.chunk.headingPath;
         const headingScore = score(`${hit.chunk.title} ${headings.join(' ')}`, weights) / 2;
-        // A block's own section heading says what it is about: a matching heading counts fully.
-        let section = headings[headings.length - 1] ?? '';
+        const titleTerms = termSet(hit.chunk.title);
+        // A block's own section headings (the path down to it: "Star a message › Desktop") say
+        // what it is about: matching headings count fully. The chunk's heading path has no
+        // levels; number it 1.. so a heading inside the chunk replaces those at its level.
+        const path: { level: number; text: string }[] = headings.map((text, i) => ({ level: i + 1, text }));
         blocks.forEach((b, i) => {
           if (b.kind === 'heading') {
-            section = b.text.replace(/^#+\s*/, '');
+            const level = /^#+/.exec(b.text)?.[0].length ?? 1;
+            while (path.length > 0 && (path[path.length - 1] as { level: number }).level >= level) path.pop();
+            path.push({ level, text: b.text.replace(/^#+\s*/, '') });
             return;
           }
-          const s = score(b.text, weights) + score(section, weights) + headingScore;
-          if (!pick || s > pick.s) pick = { ctx, article: key, blocks, best: i, s };
+          // A thematic break ("---") or an image-only line holds nothing to quote.
+          if (!/[\p{L}\p{N}]/u.test(b.text.replace(/!\[[^\]]*\]\([^)]*\)/g, ''))) return;
+          const section = path.map((h) => h.text).join(' ');
+          const base = score(b.text, weights) + score(section, weights) + headingScore;
+          // The section heading says which action a block is about; its own text only hints.
+          const fit = actionFit(asked, section) * Math.max(actionFit(asked, b.text), 0.7);
+          // Of two sections that match alike, the one whose headings say less else is more on
+          // point: "Star a message" over "View your starred messages" for "star a message".
+          const heads = termSet(section);
+          const precision = heads.size > 0 ? [...heads].filter((t) => weights.has(t)).length / heads.size : 0;
+          const s = base * fit * kindFactor(b, titleTerms) * (0.85 + 0.15 * precision);
+          rel = Math.max(rel, base);
+          if (!pick || s > pick.s) pick = { ctx, article: key, blocks, best: i, s, rel: 0 };
         });
       }
-      if (pick) picks.push(pick);
+      if (pick) picks.push({ ...(pick as Pick), rel });
     }
     if (picks.length === 0) return { text: '', cited: [], abstain: true };
 
     // The first context is the retriever's best; keep it first, then others good enough.
     const first = picks[0] as Pick;
-    const chosen = [first, ...picks.slice(1).filter((p) => p.s >= 0.6 * first.s && p.s > 0)].slice(0, 3);
+    const chosen = [first, ...picks.slice(1).filter((p) => p.rel >= 0.6 * first.rel && p.rel > 0)].slice(
+      0,
+      3,
+    );
 
     let budget = request.maxChars;
     const parts: string[] = [];
     const cited: number[] = [];
     for (const [i, pick] of chosen.entries()) {
-      const share = i === 0 ? Math.max(budget * 0.7, budget - 300) : budget;
+      // The first article keeps room for the others only when there are others.
+      const share = i === 0 && chosen.length > 1 ? Math.max(budget * 0.7, budget - 300) : budget;
       if (share < 120) break;
       const sel = new Set([pick.best]);
       const bestBlock = pick.blocks[pick.best] as Block;
