@@ -151,7 +151,9 @@ function actionSides(terms: Set<string>): Map<number, 0 | 1 | null> {
 /** What a question asks to do: the action sides it names and the object of its verb. */
 interface Asked {
   sides: Map<number, 0 | 1 | null>;
-  /** Topic terms of the words right after the action verb ("add a team member to…" → team, member). */
+  /** Index in `ACTION_PAIRS` of the question's first action verb, or -1. */
+  verb: number;
+  /** Topic terms of the words right after that verb ("add a team member to…" → team, member). */
   object: string[];
 }
 
@@ -180,20 +182,23 @@ function askedOf(question: string): Asked {
   const ws = words(normalized);
   const at = ws.findIndex((w) => contentTerms(w).some((t) => ACTION_TERMS.has(t)));
   const object: string[] = [];
+  let verb = -1;
   if (at >= 0) {
+    const stems = contentTerms(ws[at] as string);
+    verb = ACTION_PAIRS.findIndex((p) => p.sides.some((side) => side.some((t) => stems.includes(t))));
     for (const w of ws.slice(at + 1)) {
       if (OBJECT_END.has(w)) break;
       object.push(...contentTerms(w));
     }
   }
-  return { sides, object };
+  return { sides, verb, object };
 }
 
 /**
  * How well a section heading's (or a block's) actions fit the question's: 0.35 when it names the
  * opposite side of an action the question asks for, or an "undo" action (remove, disable, …) the
  * question does not mention ("track outbound links" vs "How to disable outbound links"); 1.2
- * when it names the asked side together with every term of the question's object ("Inviting
+ * when it names the side of the question's verb together with every term of its object ("Inviting
  * team members" for "add a team member", not "Creating multiple teams"); else 1.
  */
 function actionFit(asked: Asked, text: string): number {
@@ -206,9 +211,24 @@ function actionFit(asked: Asked, text: string): number {
     if (want === null) {
       if (side === 1 && (ACTION_PAIRS[i] as { undo: boolean }).undo) fit = Math.min(fit, 0.35);
     } else if (want !== side) fit = Math.min(fit, 0.35);
-    else if (fit >= 1 && asked.object.length > 0 && asked.object.every((t) => terms.has(t))) fit = 1.2;
+    else if (fit >= 1 && i === asked.verb && verbNearObject(asked, side, normalizeActions(text))) fit = 1.2;
   }
   return fit;
+}
+
+/** Words either side of the verb within which its object must be ("Data you imported can be deleted"). */
+const OBJECT_WINDOW = 6;
+
+/** Whether `text` has a word of the question verb's `side` with every object term near it. */
+function verbNearObject(asked: Asked, side: 0 | 1, text: string): boolean {
+  if (asked.object.length === 0) return false;
+  const verbs = new Set((ACTION_PAIRS[asked.verb] as { sides: [string[], string[]] }).sides[side]);
+  const stems = words(text).map((w) => contentTerms(w)[0] ?? '');
+  return stems.some((t, at) => {
+    if (!verbs.has(t)) return false;
+    const near = new Set(stems.slice(Math.max(0, at - OBJECT_WINDOW), at + OBJECT_WINDOW + 1));
+    return asked.object.every((o) => near.has(o));
+  });
 }
 
 /** A list whose every item starts with a link: a table of contents or "related articles". */
