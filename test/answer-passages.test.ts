@@ -45,11 +45,12 @@ const ROWS: PassageQuestion[] = readFileSync(
 const defaults = configSchema.parse({});
 const chunking = { ...defaults.chunking, tokenizer: cl100kTokenizer };
 
-// Measured on 2026-11-29 (BM25, default chunking, top-k 5, 900 characters): before passage
-// preferences 13/30 hit (examples 4/5), after 23/30 (examples 5/5). Most remaining misses are
-// retrieval's: the chunk holding the steps is not among the top-k offered to the generator.
-const FLOOR_ALL = 0.73;
-const FLOOR_EXAMPLES = 0.8;
+// Measured on 2026-11-29 (BM25, default chunking, top-k 5, 900 characters), before → after the
+// passage preferences: the 30 rows the change was tuned on 13 → 23; the 9 held-out rows written
+// afterwards 7 → 8; all 39: 20 (51.3 %) → 31 (79.5 %); examples alone 6/8 → 7/8. Most remaining
+// misses are retrieval's: the chunk holding the steps is not among the top-k offered.
+const FLOOR_ALL = 0.76;
+const FLOOR_EXAMPLES = 0.85;
 
 async function hitRate(rows: PassageQuestion[], stores: Map<string, SqliteKnowledgeStore>) {
   const missed: string[] = [];
@@ -112,7 +113,7 @@ describe('extractive passage choice on labelled questions', () => {
   });
 
   it.skipIf(!shared)(
-    `quotes the answering passage for ≥ ${FLOOR_ALL} of all questions (real help centers included)`,
+    `quotes the answering passage for ≥ ${FLOOR_ALL} of all questions (real help centers included)${shared ? '' : ' (skipped: ../shared/data/helpcenters not found beside the project)'}`,
     async () => {
       const { rate, missed } = await hitRate(ROWS, stores);
       console.log(
