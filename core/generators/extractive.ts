@@ -333,11 +333,16 @@ function condense(block: Block, weights: Map<string, number>, maxChars: number):
  * question, condensed to `maxChars`, each followed by its `[n]` citation.
  *
  * Per context (at most three, from different articles) it scores each block by the IDF-weighted
- * question terms it holds (title and headings count for every block of the chunk at half
- * weight), takes the best block, the block before it when that introduces a list, table or code
- * (a line ending in `:`), and the block after it when the best one does. A second or third
- * article is quoted only when its best block scores at least 60 % of the first one's.
- * It never abstains by itself: `answer()` decides abstention from retrieval confidence.
+ * question terms it holds plus those of its section's heading path (title and chunk headings
+ * also count for every block at half weight), then weighs that by passage preferences: the
+ * action the question asks for (`actionFit`: "add" is not answered by the remove steps), the kind
+ * of block (`kindFactor`: step lists first; link lists, admonitions, pointers and title-restating
+ * summaries last) and how on-point the headings are. It takes the best block, the block before
+ * it when that introduces a list, table or code (a line ending in `:`), and the block after it
+ * when the best one does. A second or third article is quoted only when its best block's plain
+ * term score is at least 60 % of the first one's. Measured on `test/fixtures/answers/passages.jsonl`
+ * (`test/answer-passages.test.ts`). It never abstains by itself: `answer()` decides abstention
+ * from retrieval confidence.
  */
 export class ExtractiveGenerator implements Generator {
   readonly id = 'extractive';
