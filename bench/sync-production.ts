@@ -38,6 +38,7 @@ import { createZendeskSource, zendeskSourceSchema } from '../sync/sources/zendes
 import { type SyncSummary, syncSource } from '../sync/sync.ts';
 import { startFakeWeaviate } from '../test/fakes/weaviate/server.ts';
 import { FakeZendesk } from '../test/fakes/zendesk.ts';
+import { pseudoEmbedding } from './pseudo-embedding.ts';
 
 const DIM = 384;
 const COPIES = Math.max(1, Math.floor(Number(process.env.BENCH_SYNC_COPIES ?? 23)));
@@ -45,38 +46,6 @@ const ZENDESK_ARTICLES = Math.max(1, Math.floor(Number(process.env.BENCH_ZENDESK
 const ZENDESK_SECTIONS = 20;
 // The config's default chunking (300 / 30 tokens), as `supportbot sync` runs it.
 const chunking = { maxTokens: 300, overlapTokens: 30, tokenizer: cl100kTokenizer };
-
-/** mulberry32 (Tommy Ettinger's public-domain 32-bit PRNG), seeded, so every run makes the same vectors. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-/** FNV-1a, 32 bits: the seed of a text's vector. */
-function hash(text: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-/** A deterministic unit vector for `text` (Gaussian components via Box-Muller, then normalized). */
-function pseudoEmbedding(text: string): Float32Array {
-  const rand = prng(hash(text));
-  const v = new Float32Array(DIM);
-  let sum = 0;
-  for (let i = 0; i < DIM; i++) {
-    const g = Math.sqrt(-2 * Math.log(rand() || 1e-12)) * Math.cos(2 * Math.PI * rand());
-    v[i] = g;
-    sum += g * g;
-  }
-  const norm = Math.sqrt(sum);
-  for (let i = 0; i < DIM; i++) v[i] = (v[i] as number) / norm;
-  return v;
-}
 
 /**
  * The bench's embedder: the `Embedder` seam (core/embedder.ts) over `pseudoEmbedding`, so the sync
@@ -89,8 +58,8 @@ const pseudoEmbedder: Embedder = {
   modelId: `pseudo-random-${DIM}`,
   id: `bench:pseudo-random-${DIM}`,
   dimensions: DIM,
-  embedQueries: async (texts) => texts.map((t) => pseudoEmbedding(`query:${t}`)),
-  embedPassages: async (texts) => texts.map((t) => pseudoEmbedding(t)),
+  embedQueries: async (texts) => texts.map((t) => pseudoEmbedding(`query:${t}`, DIM)),
+  embedPassages: async (texts) => texts.map((t) => pseudoEmbedding(t, DIM)),
   close: async () => {},
 };
 

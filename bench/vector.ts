@@ -38,6 +38,7 @@ import { chunkArticle } from '../sync/chunker.ts';
 import { createFolderSource } from '../sync/sources/folder.ts';
 import { writeTinyCrossEncoder } from '../test/fixtures/models/tiny-cross-encoder.ts';
 import { writeTinyEmbedder } from '../test/fixtures/models/tiny-embedder.ts';
+import { pseudoEmbedding } from './pseudo-embedding.ts';
 
 const DIM = 384;
 const root = sharedHelpcentersDir();
@@ -46,37 +47,6 @@ if (!root) {
   process.exit(0);
 }
 const scale = Math.max(1, Number(process.env.BENCH_SCALE ?? 1));
-
-/** mulberry32: a tiny seeded PRNG, so every run embeds the same text to the same vector. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function hash(text: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-/** A deterministic unit vector for `text` (Gaussian components via Box-Muller, then normalized). */
-function pseudoEmbedding(text: string): Float32Array {
-  const rand = prng(hash(text));
-  const v = new Float32Array(DIM);
-  let sum = 0;
-  for (let i = 0; i < DIM; i++) {
-    const g = Math.sqrt(-2 * Math.log(rand() || 1e-12)) * Math.cos(2 * Math.PI * rand());
-    v[i] = g;
-    sum += g * g;
-  }
-  const norm = Math.sqrt(sum);
-  for (let i = 0; i < DIM; i++) v[i] = (v[i] as number) / norm;
-  return v;
-}
 
 // --- Load and chunk the help centers --------------------------------------------------------
 const chunking = { ...configSchema.parse({}).chunking, tokenizer: cl100kTokenizer };
@@ -92,7 +62,7 @@ for (const name of HELPCENTER_NAMES) {
 }
 const chunkTotal = items.reduce((n, i) => n + i.chunks.length, 0);
 const vectors = new Map(
-  items.map(({ article, chunks }) => [article, chunks.map((c) => pseudoEmbedding(c.id))]),
+  items.map(({ article, chunks }) => [article, chunks.map((c) => pseudoEmbedding(c.id, DIM))]),
 );
 const questions = HELPCENTER_NAMES.flatMap((n) => loadQuestions(n)).map((q) => q.question);
 
@@ -128,7 +98,7 @@ try {
   insertRows.push({ what: `FTS5 + vec0 float[${DIM}]`, seconds: (performance.now() - t) / 1000 });
 
   // --- Query latency through the store --------------------------------------------------------
-  const qvec = new Map(questions.map((q) => [q, pseudoEmbedding(`query:${q}`)]));
+  const qvec = new Map(questions.map((q) => [q, pseudoEmbedding(`query:${q}`, DIM)]));
   const restrictive: SearchFilter = { sources: ['plausible'] };
   const plausibleShare =
     items.filter((i) => i.article.source === 'plausible').reduce((n, i) => n + i.chunks.length, 0) /
