@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RedisStateStore } from '../core/state-store/redis.ts';
 import { SqliteStateStore } from '../core/state-store/sqlite.ts';
@@ -15,9 +14,9 @@ import {
   syncLockName,
 } from '../sync/scheduler.ts';
 import type { SyncSummary } from '../sync/sync.ts';
+import { deleteRedisKeys, SKIP_REDIS, TEST_REDIS_URL } from './helpers/redis.ts';
 
-const REDIS_URL = process.env.SUPPORTBOT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SKIP_REDIS = process.env.SUPPORTBOT_SKIP_REDIS === '1';
+const REDIS_URL = TEST_REDIS_URL;
 const runPrefix = `supportbot-test-scheduler:${process.pid}:${Date.now()}:`;
 let counter = 0;
 
@@ -91,15 +90,7 @@ describe.skipIf(SKIP_REDIS)('scheduler on one Redis state store shared by two re
     for (const s of stores) await s.close();
   });
   afterAll(async () => {
-    const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await admin.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 500);
-      if (keys.length > 0) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    admin.disconnect();
+    await deleteRedisKeys(`${runPrefix}*`);
   });
 
   it('two schedulers with a 1-second cron run each tick exactly once', async () => {

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExtractiveGenerator } from '../core/generators/extractive.ts';
 import type { SqliteKnowledgeStore } from '../core/knowledge-store/sqlite.ts';
@@ -16,29 +15,15 @@ import {
   startSlackBot,
   waitFor,
 } from './fakes/slack-bot-harness.ts';
+import { deleteRedisKeys, SKIP_REDIS, TEST_REDIS_URL } from './helpers/redis.ts';
 
 // The slack-retry case (test/fixtures/cases/chat/slack-retry.CASE.md, /work/shared/cases/chat/) on two
 // replicas sharing the real Redis on 127.0.0.1:6379, as CI runs it.
-const REDIS_URL = process.env.SUPPORTBOT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SKIP = process.env.SUPPORTBOT_SKIP_REDIS === '1';
+const REDIS_URL = TEST_REDIS_URL;
+const SKIP = SKIP_REDIS;
 const PREFIX = `supportbot-test:slack-retry:${process.pid}:${Date.now()}:`;
 const CHANNEL = 'C0RETRY';
 const GENERATION_MS = 5_000;
-
-async function deleteKeys(pattern: string): Promise<void> {
-  const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await admin.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      if (keys.length > 0) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    admin.disconnect();
-  }
-}
 
 describe.skipIf(SKIP)(
   'slack-retry: slow answer, re-deliveries, app_mention + message, two replicas on one Redis',
@@ -69,7 +54,7 @@ describe.skipIf(SKIP)(
       await stateB?.close();
       await fake?.close();
       await knowledge?.close();
-      await deleteKeys(`${PREFIX}*`);
+      await deleteRedisKeys(`${PREFIX}*`);
       rmSync(tmp, { recursive: true, force: true });
     });
 

@@ -4,11 +4,12 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RedisStateStore } from '../core/state-store/redis.ts';
 import type { StateStore } from '../core/state-store.ts';
 import { describeStateStoreContract, makeAnswer, makeJob } from './contract/state-store.contract.ts';
+import { deleteRedisKeys, SKIP_REDIS, TEST_REDIS_URL } from './helpers/redis.ts';
 
 // CI runs a real Redis on 127.0.0.1:6379. Without one these tests fail, on purpose, unless
 // SUPPORTBOT_SKIP_REDIS=1 says to skip them (a laptop without Redis).
-const REDIS_URL = process.env.SUPPORTBOT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SKIP = process.env.SUPPORTBOT_SKIP_REDIS === '1';
+const REDIS_URL = TEST_REDIS_URL;
+const SKIP = SKIP_REDIS;
 
 /** Every test gets its own key prefix; all keys under the run's prefix are deleted afterwards. */
 const runPrefix = `supportbot-test:${process.pid}:${Date.now()}:`;
@@ -22,21 +23,6 @@ async function probe(): Promise<string | null> {
     return null;
   } catch (err) {
     return (err as Error).message;
-  }
-}
-
-async function deleteKeys(pattern: string): Promise<void> {
-  const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await admin.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      if (keys.length > 0) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    admin.disconnect();
   }
 }
 
@@ -65,7 +51,7 @@ if (unreachable !== null && SKIP) {
   }
 
   afterAll(async () => {
-    await deleteKeys(`${runPrefix}*`);
+    await deleteRedisKeys(`${runPrefix}*`);
   });
 
   let current = '';
@@ -82,7 +68,7 @@ if (unreachable !== null && SKIP) {
         return connectTracked(keyPrefix);
       },
       async cleanup() {
-        await deleteKeys(`${current}*`);
+        await deleteRedisKeys(`${current}*`);
       },
     },
   );

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { getLlama, type Llama, LlamaLogLevel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateRequest } from '../core/generator.ts';
@@ -19,10 +18,10 @@ import {
   SqliteRegistryBackend,
 } from '../training/registry.ts';
 import { randomLoraPairs, writeTinyLlama, writeTinyLora } from './fixtures/gguf/tiny-llama.ts';
+import { deleteRedisKeys, SKIP_REDIS, TEST_REDIS_URL } from './helpers/redis.ts';
 
 // Real Redis on 127.0.0.1:6379 (CI provides one); SUPPORTBOT_SKIP_REDIS=1 skips the Redis half.
-const REDIS_URL = process.env.SUPPORTBOT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SKIP_REDIS = process.env.SUPPORTBOT_SKIP_REDIS === '1';
+const REDIS_URL = TEST_REDIS_URL;
 const runPrefix = `supportbot-test-registry:${process.pid}:${Date.now()}:`;
 let prefixes = 0;
 
@@ -50,20 +49,8 @@ afterAll(async () => {
   await llama?.dispose();
   rmSync(tmp, { recursive: true, force: true });
   if (!SKIP_REDIS) {
-    const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await admin.connect();
-      let cursor = '0';
-      do {
-        const [next, keys] = await admin.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 500);
-        if (keys.length > 0) await admin.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
-    } catch {
-      // Nothing to clean when Redis was never reachable (the tests said so).
-    } finally {
-      admin.disconnect();
-    }
+    // Nothing to clean when Redis was never reachable (the tests said so).
+    await deleteRedisKeys(`${runPrefix}*`).catch(() => {});
   }
 });
 
