@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type APIMessage, type APIUser, ChannelType } from 'discord-api-types/v10';
@@ -47,7 +47,7 @@ import {
   user,
 } from './fakes/discord-gateway.ts';
 import { FakeDiscordRest } from './fakes/discord-rest.ts';
-import { makeAnswerResult } from './helpers/answer-result.ts';
+import { longAnswerCaseText, makeAnswerResult } from './helpers/answer-result.ts';
 
 const GUILD = '100000000000000001';
 const SUPPORT = '400000000000000001'; // text channel, threads allowed
@@ -1135,10 +1135,7 @@ const CITATIONS: Citation[] = [
 
 /** The long-answer case (test/fixtures/cases/chat/long-answer.CASE.md): its Sources line becomes citations. */
 function longAnswer(): AnswerResult {
-  const raw = readFileSync(new URL('./fixtures/cases/chat/long-answer.md', import.meta.url), 'utf8');
-  const cut = raw.lastIndexOf('\nSources: [1] Export your workspace [2] Import a workspace');
-  if (cut < 0) throw new Error('long-answer.md: no Sources line');
-  return makeAnswerResult(raw.slice(0, cut), { citations: CITATIONS });
+  return makeAnswerResult(longAnswerCaseText(), { citations: CITATIONS });
 }
 
 const USERS = [asker, other, admin, bot];

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   answerToDiscordMessages,
@@ -10,7 +9,7 @@ import { MIN_SPLIT_CHARS, splitMarkdown } from '../bot/render/split.ts';
 import { answerToSlackMessages, type SlackMessage } from '../bot/slack/blocks.ts';
 import { SupportbotError } from '../core/errors.ts';
 import type { AnswerResult, Citation } from '../core/types.ts';
-import { makeAnswerResult } from './helpers/answer-result.ts';
+import { longAnswerCaseText, makeAnswerResult } from './helpers/answer-result.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Oracles, written independently of the splitter: a line scanner for top-level fences (CommonMark rules
@@ -231,10 +230,7 @@ const citations: Citation[] = [
  * citations stand for, so it becomes `citations` and the rest is the answer text.
  */
 function longAnswer(): AnswerResult {
-  const raw = readFileSync(new URL('./fixtures/cases/chat/long-answer.md', import.meta.url), 'utf8');
-  const cut = raw.lastIndexOf('\nSources: [1] Export your workspace [2] Import a workspace');
-  if (cut < 0) throw new Error('long-answer.md: no Sources line');
-  return answer(raw.slice(0, cut), { citations });
+  return answer(longAnswerCaseText(), { citations });
 }
 
 // Code lines of the case, to check that each arrives exactly once and intact.

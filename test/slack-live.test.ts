@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { WebClient } from '@slack/web-api';
 import { describe, expect, it } from 'vitest';
 import { answerToSlackMessages } from '../bot/slack/blocks.ts';
-import { makeAnswerResult } from './helpers/answer-result.ts';
+import { longAnswerCaseText, makeAnswerResult } from './helpers/answer-result.ts';
 
 // Opt-in: runs against a real Slack workspace when a bot token and a test channel are given, e.g.
 //   SLACK_TEST_BOT_TOKEN=xoxb-… SLACK_TEST_CHANNEL=C0123456789 npx vitest run test/slack-live.test.ts
@@ -21,8 +20,7 @@ describe.skipIf(!TOKEN || !CHANNEL)(REASON, () => {
   });
 
   it('real Slack accepts the long-answer case as rendered (limits, blocks, buttons), in a thread; then deletes it', async () => {
-    const raw = readFileSync(new URL('./fixtures/cases/chat/long-answer.md', import.meta.url), 'utf8');
-    const text = raw.slice(0, raw.lastIndexOf('\nSources: [1]'));
+    const text = longAnswerCaseText();
     const result = makeAnswerResult(text, {
       citations: [
         {

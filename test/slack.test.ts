@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -36,6 +36,7 @@ import {
   startSlackBot,
   waitFor,
 } from './fakes/slack-bot-harness.ts';
+import { longAnswerCaseText } from './helpers/answer-result.ts';
 
 const QUESTION = 'How do I reset my password?';
 const CHANNEL = 'C0QUESTIONS';
@@ -930,8 +931,7 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
 
   it('long-answer case through Slack: every message within limits, fences balanced, whole text in order, buttons once', async () => {
     await setup();
-    const raw = readFileSync(new URL('./fixtures/cases/chat/long-answer.md', import.meta.url), 'utf8');
-    const body = raw.slice(0, raw.lastIndexOf('\nSources: [1]'));
+    const body = longAnswerCaseText();
     // As a generator would return it: the long text citing the first two contexts.
     const text = body.replace('not the audit log.', 'not the audit log. [1]').replace(/\n*$/, ' [2]\n');
     const long: Generator = { id: 'fixed-long', generate: async () => ({ text, cited: [1, 2] }) };
