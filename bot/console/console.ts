@@ -13,9 +13,6 @@ const HELP = [
   '  /quit     leave (Ctrl-D works too)',
 ].join('\n');
 
-/** Longest question accepted, in characters; longer input gets a polite refusal, not a crash. */
-export const MAX_QUESTION_CHARS = 4000;
-
 export interface ConsoleOptions {
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
@@ -33,6 +30,7 @@ export interface ConsoleOptions {
 export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<void> {
   const out = (text: string) => options.output.write(`${text}\n`);
   const userId = options.userId ?? safeUserName();
+  const maxQuestionChars = rt.config.bot.limits.maxQuestionChars;
   const interactive = Boolean((options.input as NodeJS.ReadStream).isTTY);
   const rl = createInterface({
     input: options.input,
@@ -74,8 +72,9 @@ export async function runConsole(rt: Runtime, options: ConsoleOptions): Promise<
       }
     } else if (line.startsWith('/')) {
       out(`Unknown command ${line.split(/\s/)[0]}. ${HELP.split('\n')[0]} /help lists the commands.`);
-    } else if (line.length > MAX_QUESTION_CHARS) {
-      out(`That message is ${line.length} characters; please keep questions under ${MAX_QUESTION_CHARS}.`);
+    } else if (line.length > maxQuestionChars) {
+      // The same limit as the chat platforms and `ask` (bot.limits.maxQuestionChars).
+      out(`That message is ${line.length} characters; please keep questions under ${maxQuestionChars}.`);
     } else {
       try {
         const result = await rt.ask(line, { history, scope: { platform: 'console' } });
