@@ -213,7 +213,6 @@ export function slackSettings(config: Config): SlackSettings {
     downReactions: s.reactions.down,
     adminUsers: s.admins.users,
     adminGroups: s.admins.groups,
-    escalationFor: (message) => resolveEscalationTarget(s.escalation, message),
   };
 }
 
@@ -227,7 +226,6 @@ export function discordSettings(config: Config): DiscordSettings {
     downReactions: d.reactions.down,
     adminUsers: d.admins.users,
     adminRoles: d.admins.groups,
-    escalationFor: (message) => resolveEscalationTarget(d.escalation, message),
   };
 }
 

@@ -173,7 +173,6 @@ describe('Discord transport (real discord.js client, local REST and gateway)', (
         downReactions: ['👎'],
         adminUsers: [],
         adminRoles: [ADMIN_ROLE],
-        escalationFor,
       },
       { handler, commands: commandDeps(state, options.commands), log: silent },
     );
@@ -1064,7 +1063,6 @@ describe.skipIf(realReason !== null)(
           downReactions: ['👎'],
           adminUsers: [],
           adminRoles: [],
-          escalationFor: () => null,
         },
         {
           handler,

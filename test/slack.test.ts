@@ -995,7 +995,6 @@ describe('Slack transport (real Bolt app, HTTP receiver, local Web API)', () => 
         downReactions: [],
         adminUsers: [],
         adminGroups: [],
-        escalationFor: () => null,
       },
       { handler: {} as never, commands: {} as never, log: pino({ level: 'silent' }) },
     );

@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import type { AnswerResult } from '../../core/types.ts';
 import { runSupportCommand, type SupportCommandDeps } from '../commands/support-command.ts';
 import { type ConversationHandler, threadAnswerKey } from '../conversation/handler.ts';
-import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
+import type { IncomingMessage, ReplyChannel } from '../conversation/types.ts';
 import { splitMarkdown } from '../render/split.ts';
 import { SUPPORT_COMMAND_NAME, supportCommandText } from './commands.ts';
 import {
@@ -49,11 +49,6 @@ export interface DiscordSettings {
   /** User ids and role ids allowed admin subcommands (`/support sync`, `retrain`). */
   adminUsers: string[];
   adminRoles: string[];
-  /**
-   * Escalation target for a guild and channel; null when none is configured. Read by whoever
-   * builds the `ConversationHandler` (its `escalationFor`), as for Slack.
-   */
-  escalationFor: (message: IncomingMessage) => EscalationTarget | null;
 }
 
 export interface DiscordBotDeps {

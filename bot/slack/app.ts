@@ -13,7 +13,7 @@ import {
   type SupportCommandDeps,
 } from '../commands/support-command.ts';
 import { type ConversationHandler, threadAnswerKey } from '../conversation/handler.ts';
-import type { EscalationTarget, IncomingMessage, ReplyChannel } from '../conversation/types.ts';
+import type { IncomingMessage, ReplyChannel } from '../conversation/types.ts';
 import { escapeMrkdwn, markdownToMrkdwn } from '../render/markdown-to-mrkdwn.ts';
 import { splitMarkdown } from '../render/split.ts';
 import { answerToSlackMessages, SLACK_LIMITS } from './blocks.ts';
@@ -32,8 +32,6 @@ export interface SlackSettings {
   /** User ids and user-group ids allowed admin subcommands. */
   adminUsers: string[];
   adminGroups: string[];
-  /** Escalation target for a team and channel; null when none is configured. */
-  escalationFor: (message: IncomingMessage) => EscalationTarget | null;
 }
 
 export interface SlackBotDeps {

@@ -122,7 +122,6 @@ export async function startSlackBot(o: BotOptions): Promise<RunningSlackBot> {
     downReactions: ['-1', 'thumbsdown'],
     adminUsers: ['UADMIN'],
     adminGroups: ['SADMINS'],
-    escalationFor: () => ({ channelId: 'CESCALATE' }),
     ...o.settings,
   };
   const app = createSlackBot(settings, { handler, commands, log });
