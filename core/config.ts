@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { sourceNameSchema } from '../sync/source.ts';
 import { websiteSourceSchema } from '../sync/sources/website.ts';
 import { zendeskSourceSchema } from '../sync/sources/zendesk.ts';
 import { adapterConfigSchema } from './adapters.ts';
@@ -18,7 +19,7 @@ export const DIALECTS = ['markdown', 'zendesk', 'zulip', 'docusaurus'] as const;
 export const folderSourceSchema = z
   .object({
     type: z.literal('folder'),
-    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'letters, digits, - and _ only'),
+    name: sourceNameSchema,
     path: z.string().min(1),
     dialect: z.enum(DIALECTS).default('markdown'),
     /**

@@ -1,4 +1,11 @@
+import { z } from 'zod';
 import type { Article } from '../core/types.ts';
+
+/**
+ * A source's `name` in the config: it keys the source's articles in the stores, its sync lock
+ * and its job ids (`sync:<name>:…`), so letters, digits, `-` and `_` only.
+ */
+export const sourceNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'letters, digits, - and _ only');
 
 /** A file or page a source could not turn into an article; reported, skipped, never fatal. */
 export interface SourceItemError {

@@ -40,7 +40,7 @@ import { SupportbotError } from '../../core/errors.ts';
 import type { Article } from '../../core/types.ts';
 import { htmlPageToMarkdown } from '../normalize/html.ts';
 import { normalizeTree, stringifyMarkdown, takeTitle } from '../normalize/markdown.ts';
-import type { Source, SourceItem } from '../source.ts';
+import { type Source, type SourceItem, sourceNameSchema } from '../source.ts';
 import { cacheFile, readJsonCache, writeJsonCache } from './cache.ts';
 import { sleep as defaultSleep, parseRetryAfter, redactUrl } from './http.ts';
 
@@ -75,7 +75,7 @@ export const DEFAULT_USER_AGENT = 'supportbot/0.1 (help-center sync)';
 export const websiteSourceSchema = z
   .object({
     type: z.literal('website'),
-    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'letters, digits, - and _ only'),
+    name: sourceNameSchema,
     /** `https://help.example.com/sitemap.xml` (a sitemap or a sitemap index, optionally gzipped). */
     sitemapUrl: z.string().url(),
     /**

@@ -41,7 +41,7 @@ import { SupportbotError } from '../../core/errors.ts';
 import type { Article } from '../../core/types.ts';
 import { htmlToBlocks } from '../normalize/html.ts';
 import { normalizeTree, stringifyMarkdown } from '../normalize/markdown.ts';
-import type { Source, SourceItem } from '../source.ts';
+import { type Source, type SourceItem, sourceNameSchema } from '../source.ts';
 import { cacheFile, readJsonCache, writeJsonCache } from './cache.ts';
 import { sleep as defaultSleep, parseRetryAfter, redactUrl } from './http.ts';
 import { resolveSecret } from './secrets.ts';
@@ -50,7 +50,7 @@ import { resolveSecret } from './secrets.ts';
 export const zendeskSourceSchema = z
   .object({
     type: z.literal('zendesk'),
-    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'letters, digits, - and _ only'),
+    name: sourceNameSchema,
     /** `acme` for https://acme.zendesk.com; or give `baseUrl` (a host-mapped help center, tests). */
     subdomain: z
       .string()
