@@ -171,19 +171,40 @@ export class Runtime {
         source: source.name,
         requestedBy: options.requestedBy,
         log: this.log,
-        runSync: async (name, context) =>
-          (await this.sync([name], { ...options, signal: context.signal }))[0] as SyncSummary,
+        runSync: (name, context) => this.syncOne(name, { ...options, signal: context.signal }),
       });
-      this.metrics?.observeSync(
-        source.name,
-        result.status,
-        result.status === 'busy' ? undefined : result.summary,
-      );
-      if (result.status === 'busy') summaries.push(busySummary(source.name));
-      else if (result.summary) summaries.push(result.summary);
+      if (result.status === 'busy') {
+        this.metrics?.observeSync(source.name, 'busy');
+        summaries.push(busySummary(source.name));
+      } else if (result.summary) summaries.push(result.summary);
       else throw result.error;
     }
     return summaries;
+  }
+
+  /**
+   * Syncs one source and records the result in the metrics: the `runSync` of every sync job
+   * (`syncJobs` for the CLI and `/support sync`, and the schedule in `serve`), called under the
+   * source's lock.
+   * @throws what `sync` throws (recorded as a failed sync first).
+   */
+  async syncOne(
+    name: string,
+    options: {
+      force?: boolean;
+      reembed?: boolean;
+      signal?: AbortSignal;
+      onProgress?: (p: SyncProgress) => void;
+    } = {},
+  ): Promise<SyncSummary> {
+    try {
+      const summary = (await this.sync([name], options))[0] as SyncSummary;
+      this.metrics?.observeSync(name, summary.sourceError ? 'failed' : 'succeeded', summary);
+      return summary;
+    } catch (err) {
+      this.metrics?.observeSync(name, 'failed');
+      throw err;
+    }
   }
 
   /**

@@ -9,7 +9,6 @@ import type { App } from '@slack/bolt';
 import type { Config } from '../core/config.ts';
 import { SupportbotError } from '../core/errors.ts';
 import { startScheduler } from '../sync/scheduler.ts';
-import type { SyncSummary } from '../sync/sync.ts';
 import { adapterLoaderOf, PromotedAdapterWatcher } from '../training/registry.ts';
 import { registryOf, retrainDependency } from '../training/service.ts';
 import type { SupportCommandDeps } from './commands/support-command.ts';
@@ -296,16 +295,7 @@ export async function startBot(rt: Runtime): Promise<RunningBot> {
   const scheduler = startScheduler({
     sources: config.sources.map((s) => ({ name: s.name, schedule: s.schedule, timezone: s.timezone })),
     state: rt.state,
-    runSync: async (name, context) => {
-      try {
-        const summary = (await rt.sync([name], { signal: context.signal }))[0] as SyncSummary;
-        rt.metrics?.observeSync(name, summary.sourceError ? 'failed' : 'succeeded', summary);
-        return summary;
-      } catch (err) {
-        rt.metrics?.observeSync(name, 'failed');
-        throw err;
-      }
-    },
+    runSync: (name, context) => rt.syncOne(name, { signal: context.signal }),
     log,
   });
   try {
