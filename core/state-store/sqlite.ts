@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { SupportbotError } from '../errors.ts';
-// The SQLite helpers live with the knowledge store for now; both stores use them so they can share
-// one file under DATA_DIR, each with its own migration track.
+// Both SQLite stores open one file under DATA_DIR through these helpers, each store with its own
+// migration track.
 import { type Migration, openSqliteDatabase, runMigrations } from '../sqlite.ts';
 import {
   checkJob,
