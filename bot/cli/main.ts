@@ -9,10 +9,8 @@ import { formatSyncSummary, type SyncSummary } from '../../sync/sync.ts';
 import { registerTrainingCommands } from '../../training/cli.ts';
 import { runConsole } from '../console/console.ts';
 import { formatAnswer } from '../console/format.ts';
-import { registerDiscordCommands } from '../discord/commands.ts';
 import { migrateKnowledge } from '../migrate.ts';
 import { Runtime, weaviateOptions } from '../runtime.ts';
-import { configuredPlatforms, startBot } from '../serve.ts';
 import { syncProgressReporter } from './progress.ts';
 
 interface GlobalOptions {
@@ -210,6 +208,8 @@ export async function main(argv: string[]): Promise<number> {
     )
     .action(async () => {
       const rt = await open(globals());
+      // The chat transports (Bolt, discord.js) load only for `serve`, not for every command.
+      const { configuredPlatforms, startBot } = await import('../serve.ts');
       const platforms = configuredPlatforms(rt.config);
       if (!platforms.slack && !platforms.discord) {
         process.stderr.write('No Slack or Discord credentials set: serving the console chat.\n');
@@ -307,6 +307,7 @@ export async function main(argv: string[]): Promise<number> {
           'set DISCORD_TOKEN (the bot token) to register commands',
         );
       }
+      const { registerDiscordCommands } = await import('../discord/commands.ts');
       const r = await registerDiscordCommands({
         token: config.discord.token,
         applicationId: config.discord.applicationId,
